@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Fail when nbdev-clean or nbdev-export changes a file: the notebooks (the source) and the
+# generated package expaware_nb/ are out of sync, or a notebook was saved uncleaned.
+# Compares a hash of every file under nbs/ and expaware_nb/ before and after, so it also works
+# on a working tree with uncommitted changes, and names the files that changed.
+set -u
+cd "$(git rev-parse --show-toplevel)" || exit 1
+state() { git ls-files -z --cached --others --exclude-standard -- nbs expaware_nb | sort -z | xargs -0 sha1sum 2>/dev/null; }
+before=$(state)
+nbdev-clean >/dev/null || { echo "FAIL: nbdev-clean failed" >&2; exit 1; }
+nbdev-export >/dev/null || { echo "FAIL: nbdev-export failed" >&2; exit 1; }
+after=$(state)
+if [ "$before" != "$after" ]; then
+  echo "FAIL: nbdev-clean / nbdev-export changed files: notebooks and expaware_nb/ were out of sync." >&2
+  echo "The notebook is the source: edit it, run nbdev-clean && nbdev-export, and commit. Changed:" >&2
+  diff <(echo "$before") <(echo "$after") | awk '/^[<>]/ {print $3}' | sort -u | sed 's/^/  /' >&2
+  exit 1
+fi
+echo "notebooks and expaware_nb/ in sync"
