@@ -25,6 +25,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'expaware_nb.data._cache_chunk': ('data.html#_cache_chunk', 'expaware_nb/data.py'),
                                   'expaware_nb.data._check_image_ids': ('data.html#_check_image_ids', 'expaware_nb/data.py'),
                                   'expaware_nb.data._check_transfer_syntax': ('data.html#_check_transfer_syntax', 'expaware_nb/data.py'),
+                                  'expaware_nb.data._decode': ('data.html#_decode', 'expaware_nb/data.py'),
                                   'expaware_nb.data._drop_duplicates': ('data.html#_drop_duplicates', 'expaware_nb/data.py'),
                                   'expaware_nb.data._finish': ('data.html#_finish', 'expaware_nb/data.py'),
                                   'expaware_nb.data._init_worker': ('data.html#_init_worker', 'expaware_nb/data.py'),
