@@ -1,0 +1,85 @@
+"""The sweep under abuse: SIGKILLed at random moments (five times) then finished; two sweeps at once on one
+runs folder; submitit's local executor. Nothing finished runs twice, nothing half-written counts as finished,
+and the final results equal an uninterrupted sweep's (CPU, same seeds, same threads per cell)."""
+import json, os, random, signal, subprocess, sys, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from expaware_nb.runs import collect_runs, load_run
+from expaware_nb.sweep import expand, load_profile, sweep, sweep_status
+
+GRID = ["formulations=[bce, logit, logit_sqr, prob_sqr]", "alphas=[0.5, 1.0]", "epochs=2", "image_size=64", "batch_size=16"]
+
+
+def overrides(root):
+    return GRID + [f"data={root}/synthetic", f"cache_dir={root}/cache", "synthetic={n_train: 80, n_test: 30, seed: 0}"]
+
+
+def start_sweep(root, runs):
+    cmd = [sys.executable, "-m", "expaware_nb.cli", "sweep", "demo", "--runs", str(runs), "--workers", "2"]
+    for o in overrides(root): cmd += ["--set", o]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def results(runs):
+    table = collect_runs(runs)
+    return table.drop(columns=[c for c in table.columns if c.startswith(("seconds", "epochs_run")) or c == "path"]).sort_values("id").reset_index(drop=True)
+
+
+def starts(run_dir):
+    log = run_dir / "attempts.jsonl"
+    return [json.loads(l) for l in log.read_text().splitlines() if '"start"' in l] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def reference(root):
+    proc = start_sweep(root, root / "reference")
+    assert proc.wait(timeout=900) == 0
+    return results(root / "reference")
+
+
+def test_grid_size(root):
+    assert len(expand(load_profile("demo", overrides(root)))) == 7
+
+
+def test_killed_sweep_loses_and_repeats_nothing(root, reference):
+    runs, rng = root / "killed", random.Random(1)
+    finished_at_kill = {}
+    for kill in range(5):
+        proc = start_sweep(root, runs)
+        time.sleep(rng.uniform(8, 20))
+        os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        for done in runs.glob("*/DONE"):
+            load_run(done.parent)                                   # a finished run is complete, never half-written
+            finished_at_kill.setdefault(done.parent.name, done.stat().st_mtime_ns)
+    assert 0 < len(finished_at_kill) < 7, "the kills did not land mid-sweep: the test proves nothing"
+    assert set(sweep_status(runs).state) - {"done"}, "nothing was left to resume"
+    proc = start_sweep(root, runs)
+    assert proc.wait(timeout=900) == 0
+    assert (sweep_status(runs).state == "done").all()
+    for cell, mtime in finished_at_kill.items():
+        assert (runs / cell / "DONE").stat().st_mtime_ns == mtime, f"{cell} finished before a kill and ran again"
+        assert len(starts(runs / cell)) >= 1
+    pd.testing.assert_frame_equal(results(runs), reference)
+
+
+def test_two_sweeps_at_once_run_each_cell_once(root, reference):
+    runs = root / "twice"
+    procs = [start_sweep(root, runs) for _ in range(2)]
+    assert [p.wait(timeout=900) for p in procs] == [0, 0]
+    assert all(len(starts(d)) == 1 for d in runs.iterdir() if (d / "cell.json").exists())
+    assert {len({s["pid"] for s in starts(d)}) for d in runs.iterdir() if (d / "cell.json").exists()} == {1}
+    pd.testing.assert_frame_equal(results(runs), reference)
+
+
+def test_submitit_local_executor(root, reference):
+    runs = root / "submitit"
+    table = sweep(load_profile("demo", overrides(root)), runs, backend="submitit-local", progress=False)
+    assert len(table) == 7 and (sweep_status(runs).state == "done").all()
