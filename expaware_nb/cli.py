@@ -3,12 +3,12 @@
 # %% auto #0
 __all__ = ['synth', 'task', 'cache', 'sweep', 'status', 'demo', 'make_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #6215d9be
+# %% ../nbs/90_cli.ipynb #6f99486d
 import argparse, logging, os, sys, time
 from pathlib import Path
 from . import __version__
 
-# %% ../nbs/90_cli.ipynb #dd9ae221
+# %% ../nbs/90_cli.ipynb #504baab3
 def synth(args) -> int:
     "Write the synthetic dataset."
     from expaware_nb.synth import make_synthetic_dataset
@@ -35,7 +35,7 @@ def cache(args) -> int:
           + (f" (reasons in {built.path / 'rejected.csv'})" if m["n_rejected"] else ""))
     return 0
 
-# %% ../nbs/90_cli.ipynb #ba5db25d
+# %% ../nbs/90_cli.ipynb #77ad90bf
 def _default_workers() -> int:
     from expaware_nb.sweep import _gpu_count
     return _gpu_count() or len(os.sched_getaffinity(0))
@@ -60,7 +60,7 @@ def status(args) -> int:
     print(status_report(sweep_status(args.runs)))
     return 0
 
-# %% ../nbs/90_cli.ipynb #7b1b4e0b
+# %% ../nbs/90_cli.ipynb #de0e7aa6
 def demo(args) -> int:
     "The main job on the embedded synthetic data: data, cache, the demo grid; where the results are."
     from expaware_nb.sweep import load_profile, sweep as run_sweep, sweep_status, status_report, sweep_timing
@@ -74,13 +74,19 @@ def demo(args) -> int:
     if (status.state == "failed").any(): print(status_report(status))
     summary = table.groupby("formulation")[["accuracy", "common_all_precision", "common_top_precision", "common_coverage"]].mean()
     print("\nmean test metrics per loss type (common score z1 - z0):\n" + summary.round(3).to_string())
-    timing = sweep_timing(runs)
+    from expaware_nb.paper import render_paper
+    t_paper = time.time()
+    print(f"\nrendering the paper's figures and tables into {args.figures}/ ...", flush=True)
+    errors = {name: e for name, e in render_paper(runs, args.figures, workers=min(2, args.workers or _default_workers())).items() if e}
+    for name, e in errors.items(): print(f"  FAILED {name}: {e} (see {runs / '_paper' / (name + '.ipynb')})")
+    timing, wall = sweep_timing(runs), time.time() - t0
     print(f"\nresults table: {runs / 'results.csv'}   ({len(table)} finished runs)")
-    print("figures: the paper notebooks are not built yet (next issue)")
-    print(f"wall time {time.time() - t0:.0f}s; the cells run now spent {timing['overhead_share']:.0%} of their time outside training")
-    return 1 if (status.state == "failed").any() else 0
+    print(f"figures and tables: {args.figures}/   (claims: {args.figures}/claims.md; executed notebooks: {runs / '_paper'}/)")
+    print(f"wall time {wall:.0f}s (paper notebooks {time.time() - t_paper:.0f}s); the training cells run now spent "
+          f"{timing['overhead_share']:.0%} of their time outside their epochs")
+    return 1 if (status.state == "failed").any() or errors else 0
 
-# %% ../nbs/90_cli.ipynb #780312c0
+# %% ../nbs/90_cli.ipynb #379b28e3
 def make_parser() -> argparse.ArgumentParser:
     "The `expaware` argument parser, one subparser per subcommand."
     parser = argparse.ArgumentParser(prog="expaware", description="Explanation-aware training of medical image classifiers.")
@@ -128,10 +134,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, help="runs folder (default: runs/demo)")
     p.add_argument("--workers", type=int, help="cells at a time (default: one per GPU, else one per core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of configs/demo.yaml")
+    p.add_argument("--figures", type=Path, default=Path("figures"), help="where figures and tables go (default: figures)")
     p.set_defaults(func=demo)
     return parser
 
-# %% ../nbs/90_cli.ipynb #d8067d83
+# %% ../nbs/90_cli.ipynb #700bea5d
 def main(argv=None) -> int:
     "Entry point of the `expaware` console script."
     parser = make_parser()
@@ -145,5 +152,5 @@ def main(argv=None) -> int:
         print(f"expaware {args.command}: error: {e}", file=sys.stderr)
         return 1
 
-# %% ../nbs/90_cli.ipynb #78658400
+# %% ../nbs/90_cli.ipynb #7ecd7729
 if __name__ == "__main__": sys.exit(main())
