@@ -19,28 +19,17 @@ ratio to bce. Linux only (/proc/self/status, clear_refs).
 import argparse, json, os, statistics, subprocess, sys, time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-import torchvision
 
-from expaware_nb.gradcam import explanation_score, grad_cam
-from expaware_nb.losses import explanation_loss
+from expaware_nb.model import build_model
 from expaware_nb.saliency import boxes_to_mask
+from expaware_nb.train import loss_terms
 
 VARIANTS = ("bce", "exp", "naive")
 
 
 def make_model(seed=0):
     torch.manual_seed(seed)
-    net = torchvision.models.densenet121(weights=None)
-    net.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(1024, 2))
-    return net.train()
-
-
-def features_and_logits(net, x):
-    "The map the head pools (after DenseNet's final ReLU) and the logits."
-    features = F.relu(net.features(x))
-    return features, net.classifier(features.mean((2, 3)))
+    return build_model("densenet121", weights=None).train()
 
 
 def make_batch(size, batch, seed=0):
@@ -52,23 +41,15 @@ def make_batch(size, batch, seed=0):
     return x, y, masks
 
 
-def explanation_term(features, logits, y, masks, kind="logit_sqr"):
-    "Mean explanation loss over the batch's positives (all have a box here)."
-    heatmaps = grad_cam(features, explanation_score(logits, kind))
-    positives = y == 1
-    return explanation_loss(heatmaps[positives], masks[positives]).mean()
-
-
 def step(variant, net, opt, batch, alpha=1.0):
+    "One optimiser step; the loss is the trainer's own `loss_terms` (Eq. 1)."
     x, y, masks = batch
     opt.zero_grad(set_to_none=True)
-    features, logits = features_and_logits(net, x)
-    loss = F.cross_entropy(logits, y)
-    if variant == "exp":
-        loss = loss + alpha * explanation_term(features, logits, y, masks)
-    elif variant == "naive":
-        features2, logits2 = features_and_logits(net, x)        # second forward pass for the heatmap
-        loss = loss + alpha * explanation_term(features2, logits2, y, masks)
+    if variant == "naive":                                      # BCE from one forward pass, the heatmap from a second one
+        bce = loss_terms(net, x, y, masks, "bce", 0.)[0]
+        loss = bce + alpha * loss_terms(net, x, y, masks, "logit_sqr", alpha)[3]
+    else:
+        loss = loss_terms(net, x, y, masks, "bce" if variant == "bce" else "logit_sqr", alpha)[0]
     loss.backward()
     opt.step()
     return loss.item()

@@ -5,8 +5,8 @@ __all__ = ['FINDINGS', 'ENCODINGS', 'RATERS', 'DEFAULT_PREVALENCE', 'draw_chest'
            'cardiomegaly', 'aortic_enlargement', 'pleural_effusion', 'pleural_thickening', 'draw_cue',
            'radiologist_box', 'synthetic_case', 'to_dicom', 'make_synthetic_dataset']
 
-# %% ../nbs/10_synth.ipynb #9de01374
-import json, os, shutil
+# %% ../nbs/10_synth.ipynb #9abb5c82
+import fcntl, json, os, shutil
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless,
                          DigitalXRayImageStorageForPresentation, generate_uid)
 
-# %% ../nbs/10_synth.ipynb #cb7d2e9d
+# %% ../nbs/10_synth.ipynb #e4765a8c
 def _grid(h: int, w: int):
     "Normalised coordinates (v down, u across) of an `h x w` image, float32."
     v = (np.arange(h, dtype=np.float32)[:, None] + .5) / h
@@ -39,7 +39,7 @@ def _smooth_noise(rng, h, w, cells=6):
     c = coarse
     return ((1 - fy) * ((1 - fx) * c[y0][:, x0] + fx * c[y0][:, x0 + 1]) + fy * ((1 - fx) * c[y0 + 1][:, x0] + fx * c[y0 + 1][:, x0 + 1]))
 
-# %% ../nbs/10_synth.ipynb #eacc1bb4
+# %% ../nbs/10_synth.ipynb #cebc66b5
 def _anatomy(rng) -> dict:
     "Jittered geometry of one chest, in normalised coordinates: ellipses as (cy, cx, ry, rx)."
     j = lambda x, s=.04: x * (1 + s * rng.standard_normal())
@@ -65,7 +65,7 @@ def draw_chest(rng, h: int, w: int, anatomy: dict) -> np.ndarray:
     img += .03 * _smooth_noise(rng, h, w) + .012 * rng.standard_normal((h, w)).astype(np.float32)
     return img
 
-# %% ../nbs/10_synth.ipynb #83da2cd0
+# %% ../nbs/10_synth.ipynb #b95dbde8
 def _in_lung(rng, lung, low=.0, high=1., spread=.65):
     "A random point inside `lung` (cy, cx, ry, rx), restricted to the vertical band [low, high] of it."
     cy, cx, ry, rx = lung
@@ -139,13 +139,13 @@ FINDINGS = {"Aortic enlargement": aortic_enlargement, "Atelectasis": atelectasis
             "Consolidation": consolidation, "Lung Opacity": lung_opacity, "Pleural effusion": pleural_effusion,
             "Pleural thickening": pleural_thickening}
 
-# %% ../nbs/10_synth.ipynb #606fcd61
+# %% ../nbs/10_synth.ipynb #011a80a8
 def draw_cue(rng, v, u) -> np.ndarray:
     "Mask of a bright square marker near the top-left corner."
     cy, cx, half = rng.uniform(.06, .1), rng.uniform(.06, .1), .03
     return ((np.abs(v - cy) < half) & (np.abs(u - cx) < half * v.shape[0] / u.shape[1])).astype(np.float32)
 
-# %% ../nbs/10_synth.ipynb #51a43f19
+# %% ../nbs/10_synth.ipynb #e70fa1a2
 def radiologist_box(rng, extent, h, w, grow=(1.3, 1.8), jitter=.02) -> list:
     "A coarse box `[x_min, y_min, x_max, y_max]` (pixels) around a lesion `extent` (v0, u0, v1, u1)."
     v0, u0, v1, u1 = extent
@@ -156,7 +156,7 @@ def radiologist_box(rng, extent, h, w, grow=(1.3, 1.8), jitter=.02) -> list:
     y0, y1 = np.clip(sorted([y0, y1]), 0, 1) * h
     return [round(float(x0), 1), round(float(y0), 1), round(float(max(x1, x0 + 2)), 1), round(float(max(y1, y0 + 2)), 1)]
 
-# %% ../nbs/10_synth.ipynb #9db3a3e9
+# %% ../nbs/10_synth.ipynb #17991696
 def synthetic_case(rng, h: int, w: int, findings: list, cue: bool):
     "Attenuation image `[h, w]` in [0, 1] with `findings` drawn in, and their tight extents (normalised)."
     anatomy = _anatomy(rng)
@@ -169,7 +169,7 @@ def synthetic_case(rng, h: int, w: int, findings: list, cue: bool):
     if cue: img = np.maximum(img, .95 * draw_cue(rng, v, u))
     return np.clip(img, 0, 1).astype(np.float32), extents
 
-# %% ../nbs/10_synth.ipynb #0c3755a4
+# %% ../nbs/10_synth.ipynb #aabcded0
 ENCODINGS = {"uncompressed": ExplicitVRLittleEndian, "jpeg2000": JPEG2000Lossless, "rle": RLELossless}
 
 def to_dicom(img: np.ndarray, image_id: str, *, monochrome1=False, rescale=False, encoding="uncompressed") -> Dataset:
@@ -191,7 +191,7 @@ def to_dicom(img: np.ndarray, image_id: str, *, monochrome1=False, rescale=False
     if encoding != "uncompressed": ds.compress(ENCODINGS[encoding], stored.astype(np.uint16))
     return ds
 
-# %% ../nbs/10_synth.ipynb #655624ad
+# %% ../nbs/10_synth.ipynb #5ca21e33
 RATERS = [f"R{i}" for i in range(1, 18)]
 DEFAULT_PREVALENCE = {"Lung Opacity": 3., "Pleural effusion": 1.5, "Cardiomegaly": 1.5, "Aortic enlargement": 1.,
                       "Consolidation": 1., "Atelectasis": 1., "Pleural thickening": 1.}
@@ -213,7 +213,7 @@ def _annotation_rows(rng, image_id, extents, h, w, raters, p_mark) -> list:
         if not marked: rows.append({"image_id": image_id, "rad_id": rad, "class_name": "No finding"})
     return rows
 
-# %% ../nbs/10_synth.ipynb #37eee7d9
+# %% ../nbs/10_synth.ipynb #ea235310
 def _label_rows(annotations: pd.DataFrame, per_rater: bool) -> pd.DataFrame:
     "VinDr's image-level label table, derived from the annotation rows."
     keys = ["image_id", "rad_id"] if per_rater else ["image_id"]
@@ -221,7 +221,7 @@ def _label_rows(annotations: pd.DataFrame, per_rater: bool) -> pd.DataFrame:
     table = table.reindex(columns=[*FINDINGS, "No finding"], fill_value=0).reset_index()
     return table.rename(columns={"rad_id": "rad_ID"})
 
-# %% ../nbs/10_synth.ipynb #3af34f60
+# %% ../nbs/10_synth.ipynb #f802585e
 def _params(**kw) -> dict: return {k: (dict(v) if isinstance(v, dict) else v) for k, v in kw.items()}
 
 def make_synthetic_dataset(out_dir, n_train: int = 300, n_test: int = 100, seed: int = 0, image_hw=(320, 288),
@@ -234,6 +234,15 @@ def make_synthetic_dataset(out_dir, n_train: int = 300, n_test: int = 100, seed:
     params = _params(n_train=n_train, n_test=n_test, seed=seed, image_hw=list(image_hw), cue_finding=cue_finding,
                      cue_strength=cue_strength, normal_fraction=normal_fraction, prevalence=prevalence, p_mark=p_mark)
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.with_name(out_dir.name + ".lock"), "a") as lock:    # two processes asking at once: one writes, one waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _write_dataset(out_dir, params, prevalence, progress)
+
+def _write_dataset(out_dir: Path, params: dict, prevalence: dict, progress: bool) -> Path:
+    "Write the dataset of `params` into `out_dir` (see `make_synthetic_dataset`)."
+    n_train, n_test, seed, image_hw = params["n_train"], params["n_test"], params["seed"], params["image_hw"]
+    cue_finding, cue_strength, normal_fraction, p_mark = params["cue_finding"], params["cue_strength"], params["normal_fraction"], params["p_mark"]
     marker = out_dir / "synthetic.json"
     if marker.exists() and json.loads(marker.read_text()) == params: return out_dir
     if out_dir.exists() and any(out_dir.iterdir()):
