@@ -6,8 +6,8 @@ __all__ = ['log', 'PAPER_DISEASES', 'NO_FINDING', 'CONSENSUS', 'BOX_COLUMNS', 'C
            'letterbox_geometry', 'letterbox', 'library_versions', 'cache_manifest', 'Cache', 'build_cache',
            'to_network_input', 'to_display', 'boxes_masks', 'random_affine', 'XrayDataset', 'collate']
 
-# %% ../nbs/11_data.ipynb #3717b966
-import fcntl, hashlib, json, logging, os, shutil, sys
+# %% ../nbs/11_data.ipynb #d1041415
+import fcntl, hashlib, json, logging, os, sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -28,14 +28,14 @@ from .saliency import footprints
 
 log = logging.getLogger("expaware_nb.data")
 
-# %% ../nbs/11_data.ipynb #26ed8edc
+# %% ../nbs/11_data.ipynb #6e342c0e
 PAPER_DISEASES = ("Cardiomegaly", "Pleural effusion", "Lung Opacity", "Aortic enlargement", "Atelectasis",
                   "Consolidation", "Pleural thickening")
 NO_FINDING, CONSENSUS = "No finding", "consensus"
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
 COLUMNS = ["image_id", "split", "rad_id", "finding", *BOX_COLUMNS, "path"]
 
-# %% ../nbs/11_data.ipynb #606b5b0d
+# %% ../nbs/11_data.ipynb #697e70c7
 def _read_table(path, required, optional=()) -> pd.DataFrame:
     "Read a CSV as strings, columns renamed to the canonical names; error naming the file and any missing column."
     path = Path(path)
@@ -49,7 +49,7 @@ def _read_table(path, required, optional=()) -> pd.DataFrame:
     df["file"], df["line"] = str(path), np.arange(len(df)) + 2          # line 1 is the header
     return df
 
-# %% ../nbs/11_data.ipynb #a403c612
+# %% ../nbs/11_data.ipynb #d35b83ec
 def _check_image_ids(df: pd.DataFrame):
     ids = df["image_id"].astype(str)
     bad = (ids.str.strip() == "") | ids.str.contains(r"[/\\\x00]") | ids.str.contains("..", regex=False)
@@ -58,7 +58,7 @@ def _check_image_ids(df: pd.DataFrame):
         raise ValueError(f"{row.file}, line {row.line}: image_id {row.image_id!r} is not a plain file name "
                          f"(empty, or contains a path separator or '..'); {bad.sum()} such row(s)")
 
-# %% ../nbs/11_data.ipynb #cbd8fc8b
+# %% ../nbs/11_data.ipynb #76c6f60e
 def _parse_boxes(df: pd.DataFrame, skipped: list) -> pd.DataFrame:
     "Numeric box columns; rows with an unusable box are dropped and appended to `skipped`."
     text = df[BOX_COLUMNS].apply(lambda c: c.astype(str).str.strip())
@@ -81,7 +81,7 @@ def _parse_boxes(df: pd.DataFrame, skipped: list) -> pd.DataFrame:
     out[BOX_COLUMNS] = num[~bad].where(~no_box[~bad], np.nan)            # 'No finding' never has a box
     return out
 
-# %% ../nbs/11_data.ipynb #c96d6548
+# %% ../nbs/11_data.ipynb #ccddf934
 def _drop_duplicates(df: pd.DataFrame, skipped: list) -> pd.DataFrame:
     key = ["image_id", "rad_id", "finding", *BOX_COLUMNS]
     dup = df.duplicated(subset=key, keep="first")
@@ -89,7 +89,7 @@ def _drop_duplicates(df: pd.DataFrame, skipped: list) -> pd.DataFrame:
         skipped.append({"file": r.file, "line": r.line, "image_id": r.image_id, "reason": "duplicate row", "value": ""})
     return df[~dup]
 
-# %% ../nbs/11_data.ipynb #f34e97d2
+# %% ../nbs/11_data.ipynb #04f8a1d8
 def _labels_without_boxes(labels: pd.DataFrame, boxes: pd.DataFrame) -> pd.DataFrame:
     "Rows for (image, radiologist, finding) set to 1 in an image-label table but absent from the box table."
     value_columns = [c for c in labels.columns if c not in ("image_id", "rad_id", "file", "line")]
@@ -122,7 +122,7 @@ def _read_kaggle(csv: Path) -> pd.DataFrame:
     df["split"], df["path"] = "train", [str(csv.parent / "train" / f"{i}.dicom") for i in df.image_id]
     return df
 
-# %% ../nbs/11_data.ipynb #8a61450e
+# %% ../nbs/11_data.ipynb #e2692dc6
 def _read_generic(csv: Path) -> pd.DataFrame:
     df = _read_table(csv, ["path", "label"], optional=[*BOX_COLUMNS, "split", "image_id", "rad_id"])
     root = csv.parent.resolve()
@@ -143,7 +143,7 @@ def _read_generic(csv: Path) -> pd.DataFrame:
         if c not in df: df[c] = default
     return df
 
-# %% ../nbs/11_data.ipynb #c2fea43d
+# %% ../nbs/11_data.ipynb #b9f62841
 def read_annotations(path) -> pd.DataFrame:
     "Tidy annotation table of a PhysioNet VinDr-CXR folder, a Kaggle VinBigData `train.csv`, or a generic CSV."
     path = Path(path)
@@ -168,7 +168,7 @@ def read_annotations(path) -> pd.DataFrame:
     if skipped: log.warning("%s: skipped %d annotation row(s), unusable box or duplicate; list in .attrs['skipped']", path, len(skipped))
     return out
 
-# %% ../nbs/11_data.ipynb #92f456c9
+# %% ../nbs/11_data.ipynb #4bc899a6
 @dataclass
 class Task:
     "A binary classification task: its images (one row each, with split and label) and the positives' boxes."
@@ -192,7 +192,7 @@ class Task:
     def __repr__(self):
         return f"Task({self.disease!r}, {len(self.images)} images)\n{self.counts().to_string()}"
 
-# %% ../nbs/11_data.ipynb #72f99633
+# %% ../nbs/11_data.ipynb #535fe089
 def match_disease(annotations: pd.DataFrame, disease: str) -> str:
     "The finding name in `annotations` that `disease` names, case-insensitively; an error listing the valid names."
     names = sorted(set(annotations.finding) - {NO_FINDING})
@@ -200,7 +200,7 @@ def match_disease(annotations: pd.DataFrame, disease: str) -> str:
     if not found: raise ValueError(f"unknown disease {disease!r}; valid: {', '.join(names)}")
     return found[0]
 
-# %% ../nbs/11_data.ipynb #d01211ef
+# %% ../nbs/11_data.ipynb #37a42655
 def _split_label_group(ids: np.ndarray, rng, n_val_frac: float, n_test_frac: float) -> dict:
     "Seeded split of one label group's image ids into train/val/test."
     ids = rng.permutation(np.sort(ids))
@@ -245,7 +245,7 @@ def make_task(annotations: pd.DataFrame, disease: str, *, seed: int = 0, min_rat
     return Task(name, table[["image_id", "path", "split", "label", "n_raters"]],
                 boxes[["image_id", "rad_id", *BOX_COLUMNS]].reset_index(drop=True), params)
 
-# %% ../nbs/11_data.ipynb #659c6c97
+# %% ../nbs/11_data.ipynb #29b0fe0c
 class XrayReadError(ValueError):
     "An image file that cannot be turned into an X-ray array; says which file and why."
     def __init__(self, path, reason):
@@ -254,7 +254,7 @@ class XrayReadError(ValueError):
 
 BITMAP_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
-# %% ../nbs/11_data.ipynb #0772e025
+# %% ../nbs/11_data.ipynb #e5ee81b8
 def _read_bitmap(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
@@ -265,7 +265,7 @@ def _read_bitmap(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise XrayReadError(path, f"not a readable PNG/JPEG image ({e})") from None
 
-# %% ../nbs/11_data.ipynb #51a6a459
+# %% ../nbs/11_data.ipynb #79a85f9a
 def _window(x: np.ndarray, ds) -> np.ndarray:
     "Apply the first VOI window of `ds` to `x` (float32, in place) per its VOILUTFunction; [0, 1]."
     centre = float(np.ravel(ds.WindowCenter)[0]); width = float(np.ravel(ds.WindowWidth)[0])
@@ -298,7 +298,7 @@ def _to_unit_range(arr: np.ndarray, ds) -> np.ndarray:
     if ds.get("PhotometricInterpretation") == "MONOCHROME1": np.subtract(1, x, out=x)
     return x
 
-# %% ../nbs/11_data.ipynb #760a5916
+# %% ../nbs/11_data.ipynb #02b071e6
 def _check_transfer_syntax(ds, path):
     "A missing transfer syntax is tolerated only when the pixel data has exactly an uncompressed image's length."
     if ds.file_meta.get("TransferSyntaxUID") is not None: return
@@ -334,7 +334,7 @@ def read_xray(path) -> np.ndarray:
     if not path.is_file(): raise XrayReadError(path, "file not found")
     return _read_bitmap(path) if path.suffix.lower() in BITMAP_SUFFIXES else _read_dicom(path)
 
-# %% ../nbs/11_data.ipynb #a5bf418f
+# %% ../nbs/11_data.ipynb #0cdee2a3
 def letterbox_geometry(h: int, w: int, size: int) -> tuple:
     "(sx, sy, pad_x, pad_y, new_h, new_w) of letterboxing an `h x w` image into `size x size`."
     scale = size / max(h, w)
@@ -350,7 +350,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple:
     out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
     return out.numpy(), geometry
 
-# %% ../nbs/11_data.ipynb #caddc6b9
+# %% ../nbs/11_data.ipynb #6c46f4e8
 def library_versions() -> dict:
     "Versions of the libraries that decode, resize and train."
     import PIL, pylibjpeg
@@ -364,7 +364,7 @@ def cache_manifest(images: pd.DataFrame, size: int) -> dict:
     return {"format": 1, "size": size, "geometry": "letterbox, antialiased bilinear, black padding", "dtype": "uint8",
             "n_images": len(images), "sources_sha1": hashlib.sha1(listing.encode()).hexdigest(), "versions": library_versions()}
 
-# %% ../nbs/11_data.ipynb #a338ab3b
+# %% ../nbs/11_data.ipynb #d5c89127
 _WORKER_IMAGES = None
 
 def _pool_context():
@@ -390,7 +390,7 @@ def _cache_chunk(chunk: list, size: int) -> list:
         except Exception as e: results.append((row, None, f"unexpected {type(e).__name__}: {e}"))
     return results
 
-# %% ../nbs/11_data.ipynb #65064155
+# %% ../nbs/11_data.ipynb #c9d3d20a
 @dataclass
 class Cache:
     "A finished image cache: the memory-mapped images and their index."
@@ -421,7 +421,7 @@ class Cache:
             for c in (lo, hi): g[c] = g[c].clip(0, g[extent]) * g[scale] + g[pad]
         return g[boxes.columns].reset_index(drop=True)
 
-# %% ../nbs/11_data.ipynb #6b629070
+# %% ../nbs/11_data.ipynb #f683e28a
 def _build(partial: Path, images: pd.DataFrame, size: int, workers: int, progress: bool):
     "Fill (or resume filling) the cache in `partial`."
     n = len(images)
@@ -457,7 +457,7 @@ def _build(partial: Path, images: pd.DataFrame, size: int, workers: int, progres
     bar.close()
     return status, geometry
 
-# %% ../nbs/11_data.ipynb #bd9664be
+# %% ../nbs/11_data.ipynb #82ee0453
 def _rejections(partial: Path) -> dict:
     "Reasons recorded for rejected rows (a line cut short by a kill is ignored)."
     reasons = {}
@@ -481,7 +481,7 @@ def _finish(partial: Path, final: Path, images: pd.DataFrame, manifest: dict, st
     (partial / "manifest.json").write_text(json.dumps({**manifest, "n_cached": int(ok.sum()), "n_rejected": len(rejected)}, indent=1))
     os.replace(partial, final)
 
-# %% ../nbs/11_data.ipynb #c5e2f891
+# %% ../nbs/11_data.ipynb #30d4c874
 def build_cache(annotations: pd.DataFrame, cache_root="data/cache", size: int = 512, workers: int | None = None,
                 progress: bool = True) -> Cache:
     "Decode, letterbox to `size` and store every image of `annotations` once; resumable, atomic. Returns the cache."
@@ -505,7 +505,7 @@ def build_cache(annotations: pd.DataFrame, cache_root="data/cache", size: int = 
                                               f" (reasons in {final / 'rejected.csv'})" if n_rejected else "")
     return cache
 
-# %% ../nbs/11_data.ipynb #31b6ce5e
+# %% ../nbs/11_data.ipynb #21b0ef42
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _SCALE = (1 / (255 * torch.tensor(IMAGENET_STD))).view(3, 1, 1)
 _SHIFT = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(3, 1, 1)
@@ -519,7 +519,7 @@ def to_display(image: torch.Tensor) -> torch.Tensor:
     "Inverse of `to_network_input`: a `[..., 3, H, W]` network input back to grey `[..., H, W]` in [0, 1]."
     return (image[..., 0, :, :] * IMAGENET_STD[0] + IMAGENET_MEAN[0]).clamp(0, 1)
 
-# %% ../nbs/11_data.ipynb #d187d986
+# %% ../nbs/11_data.ipynb #7540127c
 def boxes_masks(boxes: list, image_hw: tuple, out_hw: tuple) -> torch.Tensor:
     "Union masks `[N, h, w]` (bool) of N images' boxes (a list of `[K_i, 4]`), in one vectorised call."
     counts = torch.tensor([len(b) for b in boxes])
@@ -529,7 +529,7 @@ def boxes_masks(boxes: list, image_hw: tuple, out_hw: tuple) -> torch.Tensor:
     cells = footprints(torch.cat([torch.as_tensor(b, dtype=torch.float64).reshape(-1, 4) for b in boxes]), image_hw, out_hw)
     return masks.index_put_((owner,), cells.int(), accumulate=True) > 0
 
-# %% ../nbs/11_data.ipynb #53929c5e
+# %% ../nbs/11_data.ipynb #077c6f43
 def random_affine(pixels: torch.Tensor, boxes: torch.Tensor, rng, max_shift=.06, scale=(.9, 1.1)) -> tuple:
     "Randomly scale and shift a uint8 `[H, W]` image and its `[K, 4]` boxes together (no flip, no rotation)."
     S = pixels.shape[-1]
@@ -544,7 +544,7 @@ def random_affine(pixels: torch.Tensor, boxes: torch.Tensor, rng, max_shift=.06,
     keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
     return out.round().clamp(0, 255).to(torch.uint8), moved[keep]
 
-# %% ../nbs/11_data.ipynb #ea149681
+# %% ../nbs/11_data.ipynb #b6368bb1
 class XrayDataset(torch.utils.data.Dataset):
     "One split of a `Task`, read from a `Cache`: `(image, label, mask, boxes, image_id)` per item."
     def __init__(self, cache: Cache, task: Task, split: str, heatmap_hw: tuple | None = None, augment: bool = False,
@@ -576,7 +576,7 @@ class XrayDataset(torch.utils.data.Dataset):
             mask = boxes_masks([boxes], (self.cache.size, self.cache.size), self.heatmap_hw)[0]
         return pixels[None] if self.uint8 else to_network_input(pixels), self.labels[i], mask, boxes, self.image_ids[i]
 
-# %% ../nbs/11_data.ipynb #a2f13088
+# %% ../nbs/11_data.ipynb #3e645da6
 def collate(batch: list) -> tuple:
     "Stack a list of `XrayDataset` items; boxes and ids stay lists (their lengths vary)."
     images, labels, masks, boxes, ids = zip(*batch)

@@ -4,10 +4,10 @@
 __all__ = ['log', 'MACHINERY', 'TrainConfig', 'atomic_write', 'write_json', 'loss_terms', 'evaluate', 'summarize', 'pick_device',
            'run_data', 'exclusive', 'train_run']
 
-# %% ../nbs/21_train.ipynb #7412e608
+# %% ../nbs/21_train.ipynb #64d0f129
 import dataclasses, fcntl, json, logging, os, platform, subprocess, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from .model import build_model, feature_map_size
 
 log = logging.getLogger("expaware_nb.train")
 
-# %% ../nbs/21_train.ipynb #2c9b1986
+# %% ../nbs/21_train.ipynb #2f2d2558
 @dataclass
 class TrainConfig:
     "Every parameter of one training run."
@@ -75,7 +75,7 @@ class TrainConfig:
     @property
     def explains(self) -> bool: return self.formulation != "bce" and self.alpha > 0
 
-# %% ../nbs/21_train.ipynb #810c481f
+# %% ../nbs/21_train.ipynb #b61431f5
 def atomic_write(path, write) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file onto `path` (atomic on POSIX)."
     path = Path(path)
@@ -90,7 +90,7 @@ def atomic_write(path, write) -> Path:
 def write_json(path, obj) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, default=str)))
 
-# %% ../nbs/21_train.ipynb #8f2358cb
+# %% ../nbs/21_train.ipynb #0cc90a73
 def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5, mode: str = "soft", features_fn=None):
     "Forward pass and Eq. 1: `(total, logits, bce, exp)`, `exp` None when there is no explanation term."
     features = (features_fn or model.features)(x)
@@ -102,7 +102,7 @@ def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5
     exp = explanation_loss(heatmaps[supervised], masks[supervised], k, mode).mean()
     return bce + alpha * exp, logits, bce, exp
 
-# %% ../nbs/21_train.ipynb #68916c4e
+# %% ../nbs/21_train.ipynb #f7bcd676
 def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .01, amp: bool = False, keep=()) -> tuple:
     "Per-image DataFrame (probability, prediction, metrics per score name) and, for image ids in `keep`, their heatmaps."
     model.eval()
@@ -140,7 +140,7 @@ def summarize(table: pd.DataFrame, names) -> dict:
         out[f"{name}_coverage"] = float(scored[f"{name}_boxes_covered"].sum() / max(scored.n_boxes.sum(), 1)) if len(scored) else float("nan")
     return out
 
-# %% ../nbs/21_train.ipynb #8ac7c9c6
+# %% ../nbs/21_train.ipynb #d2424219
 def pick_device(name: str = "auto") -> torch.device:
     "CUDA, then Apple's MPS, then the CPU, unless a device is named."
     if name != "auto": return torch.device(name)
@@ -166,7 +166,7 @@ def _git_commit() -> str | None:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or None
     except Exception: return None
 
-# %% ../nbs/21_train.ipynb #a9712670
+# %% ../nbs/21_train.ipynb #b9c2a453
 def run_data(config: TrainConfig):
     "(task, cache, {split: XrayDataset}) for a config."
     if config.synthetic is not None:
@@ -183,7 +183,7 @@ def run_data(config: TrainConfig):
     if empty: raise ValueError(f"task {task.disease!r} has no images in split(s) {empty}:\n{task.counts()}")
     return task, cache, splits
 
-# %% ../nbs/21_train.ipynb #ff356114
+# %% ../nbs/21_train.ipynb #f054a1c4
 def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) -> dict:
     model.train()
     sums = dict(bce=0., exp=0., n_exp=0, correct=0, n=0)
@@ -207,7 +207,7 @@ def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) ->
     return {"bce": bce, "exp_raw": exp, "exp_weighted": weighted, "total": bce + weighted,
             "train_accuracy": sums["correct"] / sums["n"]}
 
-# %% ../nbs/21_train.ipynb #93d72152
+# %% ../nbs/21_train.ipynb #2a9dae31
 def _validate(model, loader, config, device) -> dict:
     table, _ = evaluate(model, loader, device, {"val": config.eval_score}, config.k, config.tau, config.amp and device.type == "cuda")
     s = summarize(table, ["val"])
@@ -216,7 +216,7 @@ def _validate(model, loader, config, device) -> dict:
     return {"val_accuracy": s["accuracy"], "val_bce": bce, "val_top_precision": s["val_top_precision"],
             "val_all_precision": s["val_all_precision"], "val_coverage": s["val_coverage"]}
 
-# %% ../nbs/21_train.ipynb #88ce1445
+# %% ../nbs/21_train.ipynb #fb5c49fa
 MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
 
 def _config_matches(saved: dict, config: TrainConfig) -> bool:
@@ -231,7 +231,7 @@ def _save_checkpoint(run_dir: Path, model, optimizer, epoch, history, best, devi
 def _load_checkpoint(run_dir: Path, device) -> dict:
     return torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
 
-# %% ../nbs/21_train.ipynb #296e4b59
+# %% ../nbs/21_train.ipynb #41e12302
 def _write_history(run_dir: Path, history: list):
     atomic_write(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
@@ -241,7 +241,7 @@ def _summary_line(row: dict, epochs: int) -> str:
             f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
             f"val all-prec {row['val_all_precision']:.3f}  {row['seconds']:.1f}s")
 
-# %% ../nbs/21_train.ipynb #61061e92
+# %% ../nbs/21_train.ipynb #8197401b
 def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     test_set = splits["test"]
     scores = {"common": config.eval_score} | ({"own": config.formulation} if config.formulation != "bce" else {})
@@ -264,7 +264,7 @@ def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     atomic_write(run_dir / "heatmaps.npz", save)
     return summarize(table, list(scores))
 
-# %% ../nbs/21_train.ipynb #a9fcc2ef
+# %% ../nbs/21_train.ipynb #6b5e5558
 @contextmanager
 def exclusive(run_dir: Path):
     "Hold the run folder's lock; if another live process holds it (e.g. the orphaned kernel of a killed sweep), wait."

@@ -3,11 +3,8 @@
 # %% auto #0
 __all__ = ['HeatmapViewer']
 
-# %% ../nbs/41_viewer.ipynb #4a766ee8
-from pathlib import Path
-
+# %% ../nbs/41_viewer.ipynb #55b8d351
 import numpy as np
-import pandas as pd
 import matplotlib.pyplot as plt
 import torch
 import ipywidgets as widgets
@@ -15,10 +12,10 @@ from IPython.display import display
 
 from .gradcam import ABBREVIATIONS
 from .metrics import all_saliency_precision, annotation_coverage, top_saliency_precision
-from .runs import collect_runs, draw_heatmap, load_run, upsample
+from .runs import collect_runs, draw_heatmap, load_run
 from .saliency import boxes_to_mask, top_k_mask
 
-# %% ../nbs/41_viewer.ipynb #9ebba43b
+# %% ../nbs/41_viewer.ipynb #5d63c647
 class HeatmapViewer:
     "Widgets to browse the heatmap panels of the finished runs under `runs_dir`."
     def __init__(self, runs_dir, figsize=(10, 3.6)):
@@ -77,7 +74,7 @@ class HeatmapViewer:
 
     def _ipython_display_(self): display(self.widget)
 
-# %% ../nbs/41_viewer.ipynb #d9bc17b3
+# %% ../nbs/41_viewer.ipynb #37366008
 def _update(self):
     run = self.current_run()
     if run is None: return

@@ -2,7 +2,6 @@
 runs folder; submitit's local executor. Nothing finished runs twice, nothing half-written counts as finished,
 and the final results equal an uninterrupted sweep's (CPU, same seeds, same threads per cell)."""
 import json, os, random, signal, subprocess, sys, time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -52,9 +51,11 @@ def test_grid_size(root):
 def test_killed_sweep_loses_and_repeats_nothing(root, reference):
     runs, rng = root / "killed", random.Random(1)
     finished_at_kill = {}
-    for kill in range(5):
+    for target in (0, 0, 1, 2, 3):              # five kills, each at a random moment once `target` cells are finished
         proc = start_sweep(root, runs)
-        time.sleep(rng.uniform(8, 20))
+        deadline = time.time() + 300
+        while len(list(runs.glob("*/DONE"))) <= target and proc.poll() is None and time.time() < deadline: time.sleep(.1)
+        time.sleep(rng.uniform(1, 6))
         os.killpg(proc.pid, signal.SIGKILL); proc.wait()
         for done in runs.glob("*/DONE"):
             load_run(done.parent)                                   # a finished run is complete, never half-written

@@ -3,7 +3,6 @@
 Runs tests/check_sync.sh on a throw-away git copy of the project: clean copy passes; an edit
 made to the generated module only, or an uncleaned notebook, makes it fail and name the file."""
 import json, shutil, subprocess
-from pathlib import Path
 
 import pytest
 

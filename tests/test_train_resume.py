@@ -4,7 +4,6 @@ model weights. A folder without DONE is never a finished run. Every process runs
 results are bit-identical for a given thread count, not across thread counts."""
 import json, os, random, signal, subprocess, sys, time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
