@@ -4,7 +4,7 @@
 __all__ = ['log', 'MACHINERY', 'TrainConfig', 'atomic_write', 'write_json', 'loss_terms', 'evaluate', 'summarize', 'pick_device',
            'run_data', 'exclusive', 'train_run']
 
-# %% ../nbs/21_train.ipynb #64d0f129
+# %% ../nbs/21_train.ipynb #ac7732f6
 import dataclasses, fcntl, json, logging, os, platform, subprocess, time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from .model import build_model, feature_map_size
 
 log = logging.getLogger("expaware_nb.train")
 
-# %% ../nbs/21_train.ipynb #2f2d2558
+# %% ../nbs/21_train.ipynb #161e4a09
 @dataclass
 class TrainConfig:
     "Every parameter of one training run."
@@ -75,7 +75,7 @@ class TrainConfig:
     @property
     def explains(self) -> bool: return self.formulation != "bce" and self.alpha > 0
 
-# %% ../nbs/21_train.ipynb #b61431f5
+# %% ../nbs/21_train.ipynb #f9cfb8e2
 def atomic_write(path, write) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file onto `path` (atomic on POSIX)."
     path = Path(path)
@@ -90,7 +90,7 @@ def atomic_write(path, write) -> Path:
 def write_json(path, obj) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, default=str)))
 
-# %% ../nbs/21_train.ipynb #0cc90a73
+# %% ../nbs/21_train.ipynb #bc9210ea
 def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5, mode: str = "soft", features_fn=None):
     "Forward pass and Eq. 1: `(total, logits, bce, exp)`, `exp` None when there is no explanation term."
     features = (features_fn or model.features)(x)
@@ -102,7 +102,7 @@ def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5
     exp = explanation_loss(heatmaps[supervised], masks[supervised], k, mode).mean()
     return bce + alpha * exp, logits, bce, exp
 
-# %% ../nbs/21_train.ipynb #f7bcd676
+# %% ../nbs/21_train.ipynb #2dbb0cd4
 def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .01, amp: bool = False, keep=()) -> tuple:
     "Per-image DataFrame (probability, prediction, metrics per score name) and, for image ids in `keep`, their heatmaps."
     model.eval()
@@ -140,7 +140,7 @@ def summarize(table: pd.DataFrame, names) -> dict:
         out[f"{name}_coverage"] = float(scored[f"{name}_boxes_covered"].sum() / max(scored.n_boxes.sum(), 1)) if len(scored) else float("nan")
     return out
 
-# %% ../nbs/21_train.ipynb #d2424219
+# %% ../nbs/21_train.ipynb #4f600206
 def pick_device(name: str = "auto") -> torch.device:
     "CUDA, then Apple's MPS, then the CPU, unless a device is named."
     if name != "auto": return torch.device(name)
@@ -166,7 +166,7 @@ def _git_commit() -> str | None:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or None
     except Exception: return None
 
-# %% ../nbs/21_train.ipynb #b9c2a453
+# %% ../nbs/21_train.ipynb #5f9ea70a
 def run_data(config: TrainConfig):
     "(task, cache, {split: XrayDataset}) for a config."
     if config.synthetic is not None:
@@ -183,11 +183,11 @@ def run_data(config: TrainConfig):
     if empty: raise ValueError(f"task {task.disease!r} has no images in split(s) {empty}:\n{task.counts()}")
     return task, cache, splits
 
-# %% ../nbs/21_train.ipynb #f054a1c4
+# %% ../nbs/21_train.ipynb #c0d6f383
 def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) -> dict:
     model.train()
-    sums = dict(bce=0., exp=0., n_exp=0, correct=0, n=0)
-    for images, labels, masks, _, _ in tqdm(loader, desc=desc, leave=False, unit="batch"):
+    sums = torch.zeros(5, dtype=torch.float64, device=device)           # bce*n, exp, batches with exp, correct, n: summed on
+    for images, labels, masks, _, _ in tqdm(loader, desc=desc, leave=False, unit="batch"):   # the device, read once per epoch
         x = to_network_input(images.to(device, non_blocking=True))
         if device.type == "cuda": x = x.contiguous(memory_format=torch.channels_last)
         y, masks = labels.to(device), masks.to(device)
@@ -197,17 +197,16 @@ def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) ->
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        n = len(y)
-        sums["bce"] += bce.item() * n; sums["n"] += n
-        sums["correct"] += (logits.argmax(1) == y).sum().item()
-        if exp is not None: sums["exp"] += exp.item(); sums["n_exp"] += 1
-    bce = sums["bce"] / sums["n"]
-    exp = sums["exp"] / sums["n_exp"] if sums["n_exp"] else float("nan")
-    weighted = config.alpha * exp if config.explains and sums["n_exp"] else 0.
-    return {"bce": bce, "exp_raw": exp, "exp_weighted": weighted, "total": bce + weighted,
-            "train_accuracy": sums["correct"] / sums["n"]}
+        with torch.no_grad():
+            sums += torch.stack([bce.double() * len(y), exp.double() if exp is not None else sums.new_zeros(()),
+                                 sums.new_tensor(float(exp is not None)), (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(len(y)))])
+    bce_sum, exp_sum, n_exp, correct, n = sums.tolist()
+    bce = bce_sum / n
+    exp = exp_sum / n_exp if n_exp else float("nan")
+    weighted = config.alpha * exp if config.explains and n_exp else 0.
+    return {"bce": bce, "exp_raw": exp, "exp_weighted": weighted, "total": bce + weighted, "train_accuracy": correct / n}
 
-# %% ../nbs/21_train.ipynb #2a9dae31
+# %% ../nbs/21_train.ipynb #f6070ee1
 def _validate(model, loader, config, device) -> dict:
     table, _ = evaluate(model, loader, device, {"val": config.eval_score}, config.k, config.tau, config.amp and device.type == "cuda")
     s = summarize(table, ["val"])
@@ -216,7 +215,7 @@ def _validate(model, loader, config, device) -> dict:
     return {"val_accuracy": s["accuracy"], "val_bce": bce, "val_top_precision": s["val_top_precision"],
             "val_all_precision": s["val_all_precision"], "val_coverage": s["val_coverage"]}
 
-# %% ../nbs/21_train.ipynb #fb5c49fa
+# %% ../nbs/21_train.ipynb #f5e1e1f4
 MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
 
 def _config_matches(saved: dict, config: TrainConfig) -> bool:
@@ -231,7 +230,7 @@ def _save_checkpoint(run_dir: Path, model, optimizer, epoch, history, best, devi
 def _load_checkpoint(run_dir: Path, device) -> dict:
     return torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
 
-# %% ../nbs/21_train.ipynb #41e12302
+# %% ../nbs/21_train.ipynb #e71fa245
 def _write_history(run_dir: Path, history: list):
     atomic_write(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
@@ -241,7 +240,7 @@ def _summary_line(row: dict, epochs: int) -> str:
             f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
             f"val all-prec {row['val_all_precision']:.3f}  {row['seconds']:.1f}s")
 
-# %% ../nbs/21_train.ipynb #8197401b
+# %% ../nbs/21_train.ipynb #7aced4e3
 def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     test_set = splits["test"]
     scores = {"common": config.eval_score} | ({"own": config.formulation} if config.formulation != "bce" else {})
@@ -264,7 +263,7 @@ def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     atomic_write(run_dir / "heatmaps.npz", save)
     return summarize(table, list(scores))
 
-# %% ../nbs/21_train.ipynb #6b5e5558
+# %% ../nbs/21_train.ipynb #2914254a
 @contextmanager
 def exclusive(run_dir: Path):
     "Hold the run folder's lock; if another live process holds it (e.g. the orphaned kernel of a killed sweep), wait."
