@@ -10,8 +10,8 @@ __all__ = ['METRICS', 'EXPLAINERS', 'LOGIT_BASED', 'PROB_BASED', 'EQUIVALENCE_CL
            'fig3_heatmaps', 'tested_model', 'heatmaps_under_all_scores', 'equivalence_summary', 'class_vs_seed_spread',
            'cue_robustness', 'render_paper', 'fixture_runs']
 
-# %% ../nbs/40_paper.ipynb #71a77c90
-import fcntl, hashlib, json, math, os, tempfile
+# %% ../nbs/40_paper.ipynb #f02b7f08
+import fcntl, hashlib, json, math, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from .gradcam import ABBREVIATIONS, FORMULATIONS, SCORES
 from .runs import collect_runs, draw_heatmap, plot_history
 from .train import atomic_write
 
-# %% ../nbs/40_paper.ipynb #5fb30ea1
+# %% ../nbs/40_paper.ipynb #066b7cd1
 METRICS = {"accuracy": "test accuracy", "coverage": "annotation coverage", "top_precision": "top-saliency precision",
            "all_precision": "all-saliency precision"}
 EXPLAINERS = FORMULATIONS[1:]
@@ -40,7 +40,7 @@ def load_results(runs_dir) -> pd.DataFrame:
     table["formulation"] = pd.Categorical(table.formulation, categories=FORMULATIONS, ordered=True)
     return table.sort_values(["disease", "formulation", "alpha", "seed"]).reset_index(drop=True)
 
-# %% ../nbs/40_paper.ipynb #11c88882
+# %% ../nbs/40_paper.ipynb #d522ab92
 def summary_table(results: pd.DataFrame, by: str, metrics=tuple(METRICS)) -> pd.DataFrame:
     "Median, mean, IQR (and n) of each metric per value of `by`."
     rows = []
@@ -64,7 +64,7 @@ def save_table(df: pd.DataFrame, figures_dir, name: str) -> list:
     return [atomic_write(figures_dir / f"{name}.csv", lambda p: df.to_csv(p, index=False)),
             atomic_write(figures_dir / f"{name}.md", lambda p: p.write_text(to_markdown(df)))]
 
-# %% ../nbs/40_paper.ipynb #846edc5f
+# %% ../nbs/40_paper.ipynb #2c9d8e01
 def holm(pvalues) -> np.ndarray:
     "Holm's step-down adjusted p-values (NaN stays NaN)."
     p = np.asarray(pvalues, dtype=float)
@@ -88,7 +88,7 @@ def median_ci(values, confidence=.95, seed=0) -> tuple:
     r = stats.bootstrap((v,), np.median, confidence_level=confidence, n_resamples=4000, method="percentile", random_state=seed)
     return float(r.confidence_interval.low), float(r.confidence_interval.high)
 
-# %% ../nbs/40_paper.ipynb #07257bc7
+# %% ../nbs/40_paper.ipynb #a8a0f694
 def _bce_for(results: pd.DataFrame) -> pd.DataFrame:
     "Each explanation-aware row with its matched BCE row's metrics (suffix `_bce`)."
     bce = results[results.formulation == "bce"]
@@ -124,7 +124,7 @@ def formulations_for_stats(results: pd.DataFrame) -> pd.DataFrame:
     bce = results[results.formulation == "bce"].drop(columns="alpha").merge(guided[["disease", "seed", "alpha"]].drop_duplicates(), on=["disease", "seed"])
     return pd.concat([guided, bce], ignore_index=True)
 
-# %% ../nbs/40_paper.ipynb #18dfe7e4
+# %% ../nbs/40_paper.ipynb #9b8482a9
 def alpha_trend(results: pd.DataFrame, metric: str, direction: str = "increasing") -> dict:
     "Page's trend test of `metric` across ascending (or descending) alphas, BCE excluded; and Spearman's rho."
     guided = results[results.formulation != "bce"]
@@ -137,7 +137,7 @@ def alpha_trend(results: pd.DataFrame, metric: str, direction: str = "increasing
     r = stats.page_trend_test(ordered, ranked=False, method="auto")
     return {**out, "page_L": float(r.statistic), "p": float(r.pvalue)}
 
-# %% ../nbs/40_paper.ipynb #d87b5812
+# %% ../nbs/40_paper.ipynb #59475cb2
 def _verdict(p_for, p_against, alpha=.05) -> str:
     if not math.isnan(p_for) and p_for < alpha: return "held"
     if not math.isnan(p_against) and p_against < alpha: return "not held"
@@ -152,7 +152,7 @@ def _pooled_pairs(results, a: str, b_list, metric) -> pd.Series:
     parts = [wide[a] - wide[b] for b in b_list if a in wide and b in wide]
     return pd.concat(parts).dropna() if parts else pd.Series(dtype=float)
 
-# %% ../nbs/40_paper.ipynb #bb3b092d
+# %% ../nbs/40_paper.ipynb #4e8ffe9f
 def claim_accuracy_stable(results):
     g = results[results.formulation != "bce"]
     medians = g.groupby("alpha").accuracy.median()
@@ -180,7 +180,7 @@ def claim_logit_beats_prob(results):
                   "one-sided Wilcoxon, LD-X vs P-X paired, top and all precision (Holm, both needed)", math.nan, p_for,
                   _verdict(p_for, p_against), "; ".join(details))
 
-# %% ../nbs/40_paper.ipynb #9bca9ac6
+# %% ../nbs/40_paper.ipynb #bd5420ea
 def claim_ld_sqr_tightest(results):
     g = results[results.formulation != "bce"]
     iqr = {m: g.groupby("formulation", observed=True)[m].quantile(.75) - g.groupby("formulation", observed=True)[m].quantile(.25)
@@ -232,7 +232,7 @@ def claims_table(results: pd.DataFrame) -> pd.DataFrame:
             claim_l_only_poor(results), claim_peak_accuracy_cost(results)]
     return pd.DataFrame(rows)
 
-# %% ../nbs/40_paper.ipynb #5a163b90
+# %% ../nbs/40_paper.ipynb #0b4726d0
 def save_figure(fig, figures_dir, name: str) -> list:
     "Write `name`.png and `name`.pdf into `figures_dir`; return the paths."
     figures_dir = Path(figures_dir); figures_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +243,7 @@ def _box(ax, groups: list, labels: list, means: bool = True):
     ax.boxplot([g.dropna() for g in groups], showmeans=means, meanprops=dict(marker="^", markerfacecolor="C3", markeredgecolor="C3"))
     ax.set_xticks(range(1, len(labels) + 1), labels)
 
-# %% ../nbs/40_paper.ipynb #47bacea4
+# %% ../nbs/40_paper.ipynb #7ba70f30
 def fig4a_accuracy_per_alpha(results: pd.DataFrame):
     g = results[results.formulation != "bce"]
     alphas = sorted(g.alpha.unique())
@@ -262,7 +262,7 @@ def fig4b_explanation_per_alpha(results: pd.DataFrame):
     ax.set_xticks(means.index); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/40_paper.ipynb #651fe003
+# %% ../nbs/40_paper.ipynb #e38073ce
 def fig5_per_loss_type(results: pd.DataFrame):
     present = [f for f in FORMULATIONS if f in set(results.formulation.astype(str))]
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
@@ -272,7 +272,7 @@ def fig5_per_loss_type(results: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/40_paper.ipynb #aec01f73
+# %% ../nbs/40_paper.ipynb #a02c575a
 def fig1_boxes_and_mask(image: np.ndarray, boxes: np.ndarray, raters: list, mask: np.ndarray, title: str = ""):
     "(a) an X-ray with each radiologist's boxes, (b) the union mask at heatmap resolution over it."
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4.2))
@@ -315,7 +315,7 @@ def fig3_heatmaps(bce, guided, n: int = 4):
         fig.text(box.x0, box.y1 + .05, name, fontsize=10, fontweight="bold")
     return fig
 
-# %% ../nbs/40_paper.ipynb #3c391c29
+# %% ../nbs/40_paper.ipynb #933d2ca8
 EQUIVALENCE_CLASSES = {"z1": ["logit"], "z1-z0": ["logit_alg", "prob_alg"], "|z1-z0|": ["logit_abs", "logit_sqr", "prob_abs", "prob_sqr"]}
 SATURATION_GAP = 15.    # |z1 - z0| beyond which float32 softmax saturates (1 - |p1 - p0| < 1e-6)
 
@@ -358,7 +358,7 @@ def equivalence_summary(maps: dict, gap: np.ndarray, saturation: float = SATURAT
     out["max_between_z1_and_z1-z0"] = diff("logit", "logit_alg", np.ones_like(ok))
     return out
 
-# %% ../nbs/40_paper.ipynb #a92811be
+# %% ../nbs/40_paper.ipynb #36612b14
 def class_vs_seed_spread(results: pd.DataFrame, metric: str = "all_precision") -> pd.DataFrame:
     "Per equivalence class: median spread of `metric` across the class's loss types vs across seeds."
     rows = []
@@ -377,7 +377,7 @@ def class_vs_seed_spread(results: pd.DataFrame, metric: str = "all_precision") -
                                  across_members.median() > across_seeds.median() else "differences inside the class within seed noise")})
     return pd.DataFrame(rows)
 
-# %% ../nbs/40_paper.ipynb #2c8a1ad0
+# %% ../nbs/40_paper.ipynb #65a25fe7
 def cue_robustness(results: pd.DataFrame) -> pd.DataFrame:
     "Per run: accuracy where the synthetic marker agrees with the label and where it conflicts; empty for real data."
     rows = []
@@ -394,14 +394,9 @@ def cue_robustness(results: pd.DataFrame) -> pd.DataFrame:
                      "accuracy_cue_conflicts": s[~agrees].correct.mean(), "n_conflicting": int((~agrees).sum())})
     return pd.DataFrame(rows)
 
-# %% ../nbs/40_paper.ipynb #2f0c4287
+# %% ../nbs/40_paper.ipynb #255a8f76
 PAPER_NOTEBOOKS = ("fig1_annotation_mask", "fig2_training_dynamics", "fig3_heatmaps", "fig4_alpha", "fig5_loss_types",
                    "statistics_claims", "beyond_the_paper")
-
-def _quiet(log_file: str):
-    "Send this worker's (and its kernels') stderr to `log_file`."
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    os.dup2(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
 
 def _render_one(name: str, runs_dir: str, figures_dir: str) -> tuple:
     import papermill as pm
@@ -418,11 +413,12 @@ def render_paper(runs_dir, figures_dir="figures", workers: int = 2) -> dict:
     "Execute the paper notebooks on `runs_dir`; figures and tables into `figures_dir`. Returns {notebook: error or None}."
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
+    from expaware_nb.sweep import redirect_stderr
     log_file = str(Path(runs_dir) / "_paper" / "render.log")
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_quiet, initargs=(log_file,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=redirect_stderr, initargs=(log_file,)) as pool:
         return dict(pool.map(_render_one, PAPER_NOTEBOOKS, [str(runs_dir)] * len(PAPER_NOTEBOOKS), [str(figures_dir)] * len(PAPER_NOTEBOOKS)))
 
-# %% ../nbs/40_paper.ipynb #19946f7e
+# %% ../nbs/40_paper.ipynb #3fcfcff4
 FIXTURE = dict(alphas=(.25, .5, 1.), seeds=(0, 1), epochs=2)
 
 def _fixture_key() -> str:

@@ -3,9 +3,9 @@
 # %% auto #0
 __all__ = ['log', 'PROFILE_KEYS', 'TRAIN_FIELDS', 'TRAIN_NOTEBOOK', 'NOTEBOOK_PARAMETERS', 'find_profile', 'apply_override',
            'load_profile', 'Cell', 'cell_id', 'expand', 'notebook_parameters', 'run_cell', 'cell_state', 'sweep_status',
-           'status_report', 'run_local', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
+           'status_report', 'redirect_stderr', 'run_local', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
 
-# %% ../nbs/30_sweep.ipynb #f51c61ba
+# %% ../nbs/30_sweep.ipynb #cbfe6feb
 import dataclasses, fcntl, hashlib, json, logging, os, re, socket, subprocess, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from .runs import collect_runs, is_done
 
 log = logging.getLogger("expaware_nb.sweep")
 
-# %% ../nbs/30_sweep.ipynb #183949eb
+# %% ../nbs/30_sweep.ipynb #c313e9b2
 PROFILE_KEYS = ("name", "data", "synthetic", "cache_dir", "runs", "diseases", "formulations", "alphas", "seeds",
                 "bce_per_alpha", "train", "slurm")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -52,7 +52,7 @@ def apply_override(profile: dict, text: str) -> dict:
     target[keys[-1]] = yaml.safe_load(value)
     return profile
 
-# %% ../nbs/30_sweep.ipynb #d73225d4
+# %% ../nbs/30_sweep.ipynb #83a0142c
 def load_profile(name, overrides=()) -> dict:
     "A profile, with `overrides` applied and its fields checked."
     path = find_profile(name)
@@ -70,7 +70,7 @@ def load_profile(name, overrides=()) -> dict:
     profile["slurm"] = profile["slurm"] or {}
     return profile
 
-# %% ../nbs/30_sweep.ipynb #5b69cf2a
+# %% ../nbs/30_sweep.ipynb #6de5e5b2
 @dataclass(frozen=True)
 class Cell:
     "One run of a grid: its id and its `TrainConfig` (paths absolute)."
@@ -101,7 +101,7 @@ def expand(profile: dict, base_dir=".") -> list:
                     cells.append(Cell(cell_id(config, profile["data"]), config))
     return cells
 
-# %% ../nbs/30_sweep.ipynb #c3792248
+# %% ../nbs/30_sweep.ipynb #d35adf50
 TRAIN_NOTEBOOK = _repo_root() / "nbs" / "experiments" / "train.ipynb"
 NOTEBOOK_PARAMETERS = ("data", "synthetic", "cache_dir", "disease", "formulation", "alpha", "seed", "arch", "weights",
                        "image_size", "epochs", "batch_size", "lr")
@@ -119,7 +119,7 @@ def _never_started(notebook: Path) -> bool:
     except (OSError, ValueError, KeyError): return True
     return all(c.get("metadata", {}).get("papermill", {}).get("status", "pending") == "pending" for c in cells)
 
-# %% ../nbs/30_sweep.ipynb #809e86aa
+# %% ../nbs/30_sweep.ipynb #5f0a89e5
 def _failure(error: Exception, attempt: int) -> dict:
     info = {"error": type(error).__name__, "message": str(error)[-2000:], "attempt": attempt, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if hasattr(error, "ename"):                                              # papermill.PapermillExecutionError
@@ -167,7 +167,7 @@ def run_cell(cell: Cell, runs_dir, attempts: int = 3) -> dict:
         _log_attempt(run_dir, {"event": "done", **me, "seconds": result["seconds"]})
         return result
 
-# %% ../nbs/30_sweep.ipynb #722e6362
+# %% ../nbs/30_sweep.ipynb #70cf0491
 def cell_state(run_dir) -> str:
     "done, running, failed, interrupted or pending."
     run_dir = Path(run_dir)
@@ -207,7 +207,7 @@ def status_report(status: pd.DataFrame) -> str:
     if len(failed): lines += ["", "failed cells:"] + [f"  {r.id}\n    {r.error}\n    see {r.path}/FAILED.json" for r in failed.itertuples()]
     return "\n".join(lines)
 
-# %% ../nbs/30_sweep.ipynb #9e851d21
+# %% ../nbs/30_sweep.ipynb #4e786c68
 def _gpu_count() -> int:
     "Number of visible NVIDIA GPUs, without initialising CUDA in this process."
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -215,14 +215,17 @@ def _gpu_count() -> int:
     try: return len(subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout.strip().splitlines())
     except (OSError, subprocess.SubprocessError): return 0
 
+def redirect_stderr(log_file):
+    "Send this process's stderr (and that of the kernels it starts) to `log_file`, appending."
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    os.dup2(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
+
 def _init_worker(slots, n_gpus: int, threads: int, log_dir: str):
     "Pin this worker process (and the kernels it starts) to a GPU and a number of CPU threads; its stderr goes to a log file."
     slot = slots.get()
     if n_gpus: os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    Path(log_dir).mkdir(parents=True, exist_ok=True)
-    log_file = os.open(Path(log_dir) / f"worker-{slot}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log_file, 2)
+    redirect_stderr(Path(log_dir) / f"worker-{slot}.log")
 
 def run_local(cells: list, runs_dir, workers: int = 1, progress: bool = True) -> list:
     "Run the unfinished `cells`, `workers` at a time on this machine; return what happened to each."
@@ -244,7 +247,7 @@ def run_local(cells: list, runs_dir, workers: int = 1, progress: bool = True) ->
     bar.close()
     return results
 
-# %% ../nbs/30_sweep.ipynb #27467497
+# %% ../nbs/30_sweep.ipynb #7ad0e4dc
 def run_submitit(cells: list, runs_dir, cluster: str | None = "slurm", wait: bool = False, partition: str | None = None,
                  time_min: int = 720, gpus_per_node: int | None = None, cpus_per_task: int | None = None, mem_gb: int | None = None,
                  array_parallelism: int = 64) -> list:
@@ -259,7 +262,7 @@ def run_submitit(cells: list, runs_dir, cluster: str | None = "slurm", wait: boo
     jobs = executor.map_array(run_cell, pending, [str(runs_dir)] * len(pending))
     return [job.result() for job in jobs] if wait else jobs
 
-# %% ../nbs/30_sweep.ipynb #88078a39
+# %% ../nbs/30_sweep.ipynb #9ba27151
 def sweep_timing(runs_dir) -> dict:
     "Sum of cell wall times and of their epochs' times, and the share of the former spent outside training."
     wall = train = 0.
@@ -270,15 +273,12 @@ def sweep_timing(runs_dir) -> dict:
         wall += json.loads(result.read_text())["seconds"]; train += pd.read_csv(history).seconds.sum(); n += 1
     return {"cells": n, "cell_seconds": wall, "epoch_seconds": train, "overhead_share": 1 - train / wall if wall else float("nan")}
 
-# %% ../nbs/30_sweep.ipynb #5676ceb1
+# %% ../nbs/30_sweep.ipynb #5f416714
 def prepare(cells: list, runs_dir):
     "Make each dataset and image cache the cells need, once; write every cell's `cell.json`."
-    from expaware_nb.data import build_cache, read_annotations
-    from expaware_nb.synth import make_synthetic_dataset
-    for data, synthetic, cache_dir, size in sorted({(c.config.data, json.dumps(c.config.synthetic, sort_keys=True),
-                                                     c.config.cache_dir, c.config.image_size) for c in cells}):
-        if json.loads(synthetic) is not None: make_synthetic_dataset(data, **json.loads(synthetic))
-        build_cache(read_annotations(data), cache_dir, size=size)
+    from expaware_nb.train import data_and_cache
+    needs = {(c.config.data, json.dumps(c.config.synthetic, sort_keys=True), c.config.cache_dir, c.config.image_size): c.config for c in cells}
+    for config in needs.values(): data_and_cache(config, progress=True)
     for c in cells:
         (Path(runs_dir) / c.id).mkdir(parents=True, exist_ok=True)
         if not (Path(runs_dir) / c.id / "cell.json").exists():

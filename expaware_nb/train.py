@@ -2,9 +2,9 @@
 
 # %% auto #0
 __all__ = ['log', 'MACHINERY', 'TrainConfig', 'atomic_write', 'write_json', 'loss_terms', 'evaluate', 'summarize', 'pick_device',
-           'run_data', 'exclusive', 'train_run']
+           'data_and_cache', 'run_data', 'exclusive', 'train_run']
 
-# %% ../nbs/21_train.ipynb #ac7732f6
+# %% ../nbs/21_train.ipynb #6ff326ad
 import dataclasses, fcntl, json, logging, os, platform, subprocess, time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from .model import build_model, feature_map_size
 
 log = logging.getLogger("expaware_nb.train")
 
-# %% ../nbs/21_train.ipynb #161e4a09
+# %% ../nbs/21_train.ipynb #40f5612f
 @dataclass
 class TrainConfig:
     "Every parameter of one training run."
@@ -75,7 +75,7 @@ class TrainConfig:
     @property
     def explains(self) -> bool: return self.formulation != "bce" and self.alpha > 0
 
-# %% ../nbs/21_train.ipynb #f9cfb8e2
+# %% ../nbs/21_train.ipynb #42971b0a
 def atomic_write(path, write) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file onto `path` (atomic on POSIX)."
     path = Path(path)
@@ -90,7 +90,7 @@ def atomic_write(path, write) -> Path:
 def write_json(path, obj) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, default=str)))
 
-# %% ../nbs/21_train.ipynb #bc9210ea
+# %% ../nbs/21_train.ipynb #6ebe1a24
 def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5, mode: str = "soft", features_fn=None):
     "Forward pass and Eq. 1: `(total, logits, bce, exp)`, `exp` None when there is no explanation term."
     features = (features_fn or model.features)(x)
@@ -102,7 +102,7 @@ def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5
     exp = explanation_loss(heatmaps[supervised], masks[supervised], k, mode).mean()
     return bce + alpha * exp, logits, bce, exp
 
-# %% ../nbs/21_train.ipynb #2dbb0cd4
+# %% ../nbs/21_train.ipynb #792ae306
 def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .01, amp: bool = False, keep=()) -> tuple:
     "Per-image DataFrame (probability, prediction, metrics per score name) and, for image ids in `keep`, their heatmaps."
     model.eval()
@@ -140,7 +140,7 @@ def summarize(table: pd.DataFrame, names) -> dict:
         out[f"{name}_coverage"] = float(scored[f"{name}_boxes_covered"].sum() / max(scored.n_boxes.sum(), 1)) if len(scored) else float("nan")
     return out
 
-# %% ../nbs/21_train.ipynb #4f600206
+# %% ../nbs/21_train.ipynb #9f68e2be
 def pick_device(name: str = "auto") -> torch.device:
     "CUDA, then Apple's MPS, then the CPU, unless a device is named."
     if name != "auto": return torch.device(name)
@@ -166,16 +166,20 @@ def _git_commit() -> str | None:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or None
     except Exception: return None
 
-# %% ../nbs/21_train.ipynb #5f9ea70a
-def run_data(config: TrainConfig):
-    "(task, cache, {split: XrayDataset}) for a config."
+# %% ../nbs/21_train.ipynb #f861ab83
+def data_and_cache(config: TrainConfig, progress: bool = False) -> tuple:
+    "The annotations of a config's dataset (generated first for a synthetic config) and its image cache (built if needed)."
     if config.synthetic is not None:
         from expaware_nb.synth import make_synthetic_dataset
-        make_synthetic_dataset(config.data, **{"progress": False, **config.synthetic})
+        make_synthetic_dataset(config.data, **{"progress": progress, **config.synthetic})
     annotations = read_annotations(config.data)
+    return annotations, build_cache(annotations, config.cache_dir, size=config.image_size, progress=progress)
+
+def run_data(config: TrainConfig):
+    "(task, cache, {split: XrayDataset}) for a config."
+    annotations, cache = data_and_cache(config)
     task = make_task(annotations, config.disease, seed=config.split_seed, min_raters=config.min_raters,
                      negatives=config.negatives, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-    cache = build_cache(annotations, config.cache_dir, size=config.image_size, progress=False)
     grid = feature_map_size(config.arch, config.image_size)
     splits = {s: XrayDataset(cache, task, s, heatmap_hw=grid, augment=config.augment and s == "train", seed=config.seed, uint8=True)
               for s in ("train", "val", "test")}
@@ -183,7 +187,7 @@ def run_data(config: TrainConfig):
     if empty: raise ValueError(f"task {task.disease!r} has no images in split(s) {empty}:\n{task.counts()}")
     return task, cache, splits
 
-# %% ../nbs/21_train.ipynb #c0d6f383
+# %% ../nbs/21_train.ipynb #64ab832d
 def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) -> dict:
     model.train()
     sums = torch.zeros(5, dtype=torch.float64, device=device)           # bce*n, exp, batches with exp, correct, n: summed on
@@ -206,7 +210,7 @@ def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) ->
     weighted = config.alpha * exp if config.explains and n_exp else 0.
     return {"bce": bce, "exp_raw": exp, "exp_weighted": weighted, "total": bce + weighted, "train_accuracy": correct / n}
 
-# %% ../nbs/21_train.ipynb #f6070ee1
+# %% ../nbs/21_train.ipynb #6106d47f
 def _validate(model, loader, config, device) -> dict:
     table, _ = evaluate(model, loader, device, {"val": config.eval_score}, config.k, config.tau, config.amp and device.type == "cuda")
     s = summarize(table, ["val"])
@@ -215,7 +219,7 @@ def _validate(model, loader, config, device) -> dict:
     return {"val_accuracy": s["accuracy"], "val_bce": bce, "val_top_precision": s["val_top_precision"],
             "val_all_precision": s["val_all_precision"], "val_coverage": s["val_coverage"]}
 
-# %% ../nbs/21_train.ipynb #f5e1e1f4
+# %% ../nbs/21_train.ipynb #7113a77f
 MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
 
 def _config_matches(saved: dict, config: TrainConfig) -> bool:
@@ -230,7 +234,7 @@ def _save_checkpoint(run_dir: Path, model, optimizer, epoch, history, best, devi
 def _load_checkpoint(run_dir: Path, device) -> dict:
     return torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
 
-# %% ../nbs/21_train.ipynb #e71fa245
+# %% ../nbs/21_train.ipynb #62c72836
 def _write_history(run_dir: Path, history: list):
     atomic_write(run_dir / "history.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
@@ -240,7 +244,7 @@ def _summary_line(row: dict, epochs: int) -> str:
             f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
             f"val all-prec {row['val_all_precision']:.3f}  {row['seconds']:.1f}s")
 
-# %% ../nbs/21_train.ipynb #7aced4e3
+# %% ../nbs/21_train.ipynb #7d3806cf
 def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     test_set = splits["test"]
     scores = {"common": config.eval_score} | ({"own": config.formulation} if config.formulation != "bce" else {})
@@ -263,7 +267,7 @@ def _test(run_dir: Path, model, splits, task, cache, config, device) -> dict:
     atomic_write(run_dir / "heatmaps.npz", save)
     return summarize(table, list(scores))
 
-# %% ../nbs/21_train.ipynb #2914254a
+# %% ../nbs/21_train.ipynb #c5839197
 @contextmanager
 def exclusive(run_dir: Path):
     "Hold the run folder's lock; if another live process holds it (e.g. the orphaned kernel of a killed sweep), wait."
