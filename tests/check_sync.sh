@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fail when nbdev-clean or nbdev-export changes a file: the notebooks (the source) and the
-# generated package expaware_nb/ are out of sync, or a notebook was saved uncleaned.
+# Fail when a notebook stops reading as a document or a file points outside the repository
+# (tests/check_docs.py); and when nbdev-clean or nbdev-export changes a file: the notebooks (the source)
+# and the generated package expaware_nb/ are out of sync, or a notebook was saved uncleaned.
 # Compares a hash of every file under nbs/ and expaware_nb/ before and after, so it also works
 # on a working tree with uncommitted changes, and names the files that changed.
 set -u
 cd "$(git rev-parse --show-toplevel)" || exit 1
+status=0
+python tests/check_docs.py || status=1
 state() { git ls-files -z --cached --others --exclude-standard -- nbs expaware_nb | sort -z | xargs -0 sha1sum 2>/dev/null; }
 before=$(state)
 nbdev-clean >/dev/null || { echo "FAIL: nbdev-clean failed" >&2; exit 1; }
@@ -17,3 +20,4 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 echo "notebooks and expaware_nb/ in sync"
+exit $status

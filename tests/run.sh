@@ -9,7 +9,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # nbdev-test runs notebooks in 
 python -m pip install --quiet -e ".[dev]" || { echo "FAIL: install" >&2; exit 1; }
 
 failed=()
-echo "== notebooks and package in sync"; bash tests/check_sync.sh || failed+=(sync)
+echo "== notebooks: in sync with the package, read as documents"; bash tests/check_sync.sh || failed+=(sync)
 echo "== nbdev-test";                      nbdev-test --timing || failed+=(nbdev-test)
 echo "== pytest";                          python -m pytest -ra tests || failed+=(pytest)
 

@@ -1,4 +1,4 @@
-"""The demonstrated effect (issue 4): on the synthetic data with its spurious corner marker, the tiny
+"""The demonstrated effect: on the synthetic data with its spurious corner marker, the tiny
 DenseNet trained with BCE alone leans on the marker; trained with the explanation loss (logit_sqr, alpha 1),
 same seed and budget, its heatmaps move onto the lesions. Test positives' mean all-saliency precision must
 be higher by at least 0.2, and test accuracy (where the marker no longer predicts the label) not lower."""

@@ -1,7 +1,10 @@
-"""The CI gate that keeps notebooks (the source) and expaware_nb/ (generated) in sync.
+"""The CI gate that keeps notebooks (the source) and expaware_nb/ (generated) in sync, the notebooks
+readable as documents, and the repository standing alone.
 
-Runs tests/check_sync.sh on a throw-away git copy of the project: clean copy passes; an edit
-made to the generated module only, or an uncleaned notebook, makes it fail and name the file."""
+Runs tests/check_sync.sh on a throw-away git copy of the project: clean copy passes; an edit made to
+the generated module only, an uncleaned notebook, a Markdown cell written as `# ` comment lines, a
+notebook without its title and summary, or a reference outside the repository makes it fail and name
+the file."""
 import json, shutil, subprocess
 
 import pytest
@@ -52,3 +55,34 @@ def test_uncleaned_notebook_fails(project_copy):
     out = check_sync(project_copy)
     assert out.returncode == 1
     assert "nbs/00_saliency.ipynb" in out.stderr
+
+
+def set_cell(path, index, text):
+    nb = json.loads(path.read_text())
+    nb["cells"][index]["source"] = text.splitlines(keepends=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def test_markdown_written_as_comments_fails(project_copy):
+    path = project_copy / "nbs" / "02_losses.ipynb"
+    nb = json.loads(path.read_text())
+    index = next(i for i, c in enumerate(nb["cells"]) if i > 0 and c["cell_type"] == "markdown")
+    set_cell(path, index, "# ## Soft mode\n#\n# The selected pixels keep their values.")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert f"nbs/02_losses.ipynb cell {index}: Markdown written as `# ` comment lines" in out.stderr
+
+
+def test_notebook_without_summary_fails(project_copy):
+    set_cell(project_copy / "nbs" / "03_metrics.ipynb", 0, "# Explanation metrics\n\nNo summary line here.")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "nbs/03_metrics.ipynb cell 0: the title must be followed by a `> one-line summary`" in out.stderr
+
+
+def test_reference_outside_the_repository_fails(project_copy):
+    readme = project_copy / "README.md"
+    readme.write_text(readme.read_text() + "\nSee " + "../" + "shared/paper/notes.md and the tracker's " + "issue" + " 12.\n")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "README.md line" in out.stderr and "'../" + "shared'" in out.stderr and "'" + "issue" + " 12'" in out.stderr

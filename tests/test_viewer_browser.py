@@ -33,7 +33,7 @@ def free_port():
 @pytest.fixture
 def lab(tmp_path):
     "A JupyterLab server on localhost serving a copy of the viewer notebook pointed at the test runs folder."
-    from expaware_nb.paper import fixture_runs
+    from expaware_nb.testing import fixture_runs
     runs = fixture_runs()
     notebooks = tmp_path / "notebooks"; notebooks.mkdir()
     nb = json.loads((REPO / "nbs" / "paper" / "viewer.ipynb").read_text())

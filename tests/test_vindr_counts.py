@@ -1,5 +1,5 @@
 """Positive counts of the paper's seven tasks on the public VinDr-CXR (Kaggle) training annotations must
-match ../shared/paper/REPRODUCTION_NOTES.md point 4. Needs the real `train.csv`, which cannot be shipped:
+match the counts in nbs/explanations/reproduction_notes.ipynb (decision 7). Needs the real `train.csv`, which cannot be shipped:
 set EXPAWARE_VINDR_KAGGLE to it, or put it at data/vindr-cxr-kaggle/train.csv; skipped otherwise."""
 import os
 from pathlib import Path

@@ -1,0 +1,68 @@
+"""Fail when the notebooks stop reading as documents or the repository stops standing alone.
+
+1. Every notebook under nbs/ opens with a Markdown title cell: `# Title`, then a `> summary` line.
+2. No Markdown cell is prose written as comment lines (`# ` before every line): JupyterLab, GitHub and
+   nbdev render each such line as a heading.
+3. Nothing the repository ships points outside it (to a shared folder or notes file that a clone does
+   not have) or to a numbered issue of the project's tracker.
+
+Prints one line per problem (file, cell, what) and exits 1 if there is any. Run from anywhere."""
+import json, re, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parent).stdout.strip())
+OUTSIDE = [re.compile(r"\.\./" + "shared"), re.compile("REPRODUCTION" + "_NOTES"), re.compile(r"\bissue" + r"s?\s+#?\d+", re.I)]
+SHIPPED = (".ipynb", ".py", ".md", ".yaml", ".yml", ".toml", ".sh", ".cfg", ".txt")
+
+
+def shipped_files() -> list:
+    "Tracked and untracked-but-not-ignored files of the repository."
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    return [ROOT / f for f in out if f and (ROOT / f).is_file()]
+
+
+def written_as_comments(text: str) -> bool:
+    "A Markdown cell whose every line is a `# ` comment (or a bare `#`): prose that renders as a wall of headings."
+    lines = [l for l in text.split("\n") if l.strip()]
+    return any(l.strip() == "#" for l in lines) or (len(lines) >= 2 and all(l.startswith("# ") for l in lines))
+
+
+def notebook_problems(path: Path) -> list:
+    name = path.relative_to(ROOT)
+    cells = json.loads(path.read_text())["cells"]
+    problems = []
+    first = "".join(cells[0]["source"]) if cells else ""
+    lines = [l for l in first.split("\n") if l.strip()]
+    if not cells or cells[0]["cell_type"] != "markdown" or not lines or not re.match(r"# \S", lines[0]) or lines[0].startswith("# #"):
+        problems.append(f"{name} cell 0: the first cell must be a Markdown title `# Title`")
+    elif not any(l.startswith("> ") for l in lines[1:3]):
+        problems.append(f"{name} cell 0: the title must be followed by a `> one-line summary`")
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "markdown" and written_as_comments("".join(cell["source"])):
+            problems.append(f"{name} cell {i}: Markdown written as `# ` comment lines (renders as headings); write it as Markdown")
+    return problems
+
+
+def reference_problems(path: Path) -> list:
+    if path.suffix not in SHIPPED and path.name != "run": return []
+    problems = []
+    for n, line in enumerate(path.read_text(errors="replace").split("\n"), 1):
+        for pattern in OUTSIDE:
+            if m := pattern.search(line):
+                problems.append(f"{path.relative_to(ROOT)} line {n}: refers to {m.group(0)!r}, outside the repository")
+    return problems
+
+
+def main() -> int:
+    files = shipped_files()
+    notebooks = sorted(f for f in files if f.suffix == ".ipynb" and f.is_relative_to(ROOT / "nbs") and ".ipynb_checkpoints" not in f.parts)
+    problems = [p for nb in notebooks for p in notebook_problems(nb)] + [p for f in sorted(files) for p in reference_problems(f)]
+    for p in problems: print(f"FAIL: {p}", file=sys.stderr)
+    if not problems: print(f"{len(notebooks)} notebooks read as documents; nothing points outside the repository")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
