@@ -1,7 +1,7 @@
 """Cache-building throughput on full-size chest X-rays.
 
 Writes N uncompressed 12-bit 2,500 x 3,000 DICOM files (half MONOCHROME1, window tags set), then caches
-them at 512 px with `expaware_nb.data.build_cache` (1 and 2 worker processes), and, for contrast, runs a
+them at 512 px with `expaware_nb.cache.build_cache` (1 and 2 worker processes), and, for contrast, runs a
 straightforward recipe on a subset: pydicom's pixel_array, apply_modality_lut and apply_voi_lut in
 float64, inversion, min-max, PIL resize, uint8. Reports images/s (median of --repeats builds, each into
 an empty cache folder; the DICOM files are in the page cache, as on a second pass over a dataset).
@@ -17,7 +17,7 @@ import pydicom
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from expaware_nb.data import build_cache
+from expaware_nb.cache import build_cache
 from expaware_nb.synth import synthetic_case, to_dicom
 
 H, W, SIZE = 3000, 2500, 512
@@ -43,7 +43,8 @@ def straightforward(path: Path) -> np.ndarray:
     if ds.PhotometricInterpretation == "MONOCHROME1": x = x.max() - x
     x = (x - x.min()) / (x.max() - x.min())
     scale = SIZE / max(x.shape)
-    small = np.asarray(Image.fromarray(x).resize((round(x.shape[1] * scale), round(x.shape[0] * scale)), Image.BILINEAR))
+    small = np.asarray(Image.fromarray(x).resize((round(x.shape[1] * scale), round(x.shape[0] * scale)),
+                                                 Image.BILINEAR))
     out = np.zeros((SIZE, SIZE), np.uint8)
     out[:small.shape[0], :small.shape[1]] = np.round(np.clip(small, 0, 1) * 255)
     return out

@@ -59,10 +59,13 @@ def main():
         results = {(form, memory): [] for memory in (False, True) for form in ("bce", "logit_sqr")}
         for r in range(setup["repeats"]):
             for form, memory in results:
-                results[form, memory].append(run_child(config_for(setup, a.dir, form), a.dir / f"{name}-{form}", memory))
-        tb, te, mb, me = (statistics.median(results[k]) for k in [("bce", False), ("logit_sqr", False), ("bce", True), ("logit_sqr", True)])
+                results[form, memory].append(run_child(config_for(setup, a.dir, form), a.dir / f"{name}-{form}",
+                                                       memory))
+        keys = [("bce", False), ("logit_sqr", False), ("bce", True), ("logit_sqr", True)]
+        tb, te, mb, me = (statistics.median(results[k]) for k in keys)
         print(f"{name}: epoch {tb:.2f}s (bce) vs {te:.2f}s (exp): time ratio {te / tb:.3f}; "
-              f"peak {mb / 2**20:.0f} MiB vs {me / 2**20:.0f} MiB: memory ratio {me / mb:.3f}  ({setup['repeats']} repeats)", flush=True)
+              f"peak {mb / 2**20:.0f} MiB vs {me / 2**20:.0f} MiB: memory ratio {me / mb:.3f}  ({setup['repeats']} "
+              f"repeats)", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ import torch
 
 import numpy as np
 
-from expaware_nb.data import XrayDataset, build_cache, collate, make_task, read_annotations, to_network_input
+from expaware_nb.dataset import XrayDataset, collate, to_network_input
+from expaware_nb.cache import build_cache
+from expaware_nb.annotations import make_task, read_annotations
 from expaware_nb.synth import make_synthetic_dataset
 
 
@@ -32,7 +34,8 @@ def main():
     annotations = read_annotations(data)
     cache = build_cache(annotations, a.dir / "cache", size=512, progress=False)
     task = make_task(annotations, "Lung Opacity", val_fraction=0)
-    print(f"{(task.images.split == 'train').sum()} training images at 512 px, batch {a.batch}, torch threads {torch.get_num_threads()}")
+    print(f"{(task.images.split == 'train').sum()} training images at 512 px, batch {a.batch}, torch threads "
+          f"{torch.get_num_threads()}")
     for uint8 in (True, False):
         dataset = XrayDataset(cache, task, "train", uint8=uint8)
         for workers in (0, 2):
@@ -43,7 +46,8 @@ def main():
                 t0, n = time.perf_counter(), 0
                 for images, *_ in loader: n += len(images)
                 if i: rates.append(n / (time.perf_counter() - t0))
-            print(f"{'uint8' if uint8 else 'float'} items, num_workers={workers}: {statistics.median(rates):7.0f} images/s "
+            print(f"{'uint8' if uint8 else 'float'} items, num_workers={workers}: {statistics.median(rates):7.0f} "
+                  f"images/s "
                   f"(median of {a.passes} passes)")
     batch = torch.from_numpy(np.stack([np.array(cache.images[0])[None]] * a.batch))
     times = []

@@ -45,7 +45,7 @@ def step(variant, net, opt, batch, alpha=1.0):
     "One optimiser step; the loss is the trainer's own `loss_terms` (Eq. 1)."
     x, y, masks = batch
     opt.zero_grad(set_to_none=True)
-    if variant == "naive":                                      # BCE from one forward pass, the heatmap from a second one
+    if variant == "naive":                                # BCE from one forward pass, the heatmap from another
         bce = loss_terms(net, x, y, masks, "bce", 0.)[0]
         loss = bce + alpha * loss_terms(net, x, y, masks, "logit_sqr", alpha)[3]
     else:

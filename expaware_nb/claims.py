@@ -6,7 +6,7 @@
 __all__ = ['ACCURACY_MARGIN', 'PEAK_COST', 'COVERAGE_MARGIN', 'LOGIT_BASED', 'PROB_BASED', 'CONTRASTIVE', 'SQUARED', 'FIG2_PAIR',
            'TREND_KEYS', 'CLAIMS', 'CLAIM_KEYS', 'Claim', 'guided_accuracy_comparable', 'peak_cost_fig2_pair',
            'peak_cost_pooled', 'early_variance_higher', 'bce_coverage_high_precision_low', 'median_accuracy_stable',
-           'mean_accuracy_falls', 'accuracy_spread_grows', 'accuracy_insensitive_to_loss_type',
+           'mean_accuracy_falls', 'accuracy_spread_grows', 'accuracy_insensitive_to_abbreviation',
            'prob_abs_alg_tighter_higher', 'prob_sqr_wider_lower', 'l_only_poor', 'logit_beats_prob', 'ld_sqr_tightest',
            'squared_strongest', 'trends_hold_across_diseases', 'claim_row', 'claims_table', 'claims_per_disease',
            'direction_table', 'vs_bce_table', 'alpha_change_table', 'verdict_changes']
@@ -22,8 +22,8 @@ from scipy import stats
 
 from .gradcam import ABBREVIATIONS
 from .results import EXPLANATION_METRICS, METRICS
-from .stats import (EXPLAINERS, all_of, change_over_alpha, contrast, deviation, directional, equivalence, guided,
-                               guided_minus_bce, holm, hodges_lehmann, signed_rank, verdict)
+from .stats import (EXPLAINERS, all_of, change_over_alpha, contrast, deviation, directional, equivalence,
+                               guided, guided_minus_bce, holm, hodges_lehmann, signed_rank, verdict)
 
 # %% ../nbs/42_claims.ipynb #20141ae7
 ACCURACY_MARGIN = .02          # "stable", "comparable", "insensitive": within ±0.02 of test accuracy
@@ -35,7 +35,7 @@ SQUARED = ("logit_sqr", "prob_sqr")
 FIG2_PAIR = {"disease": "Pleural effusion", "formulation": "logit_sqr", "alpha": .25}
 
 def _but(*excluded) -> list:
-    "The explanation-aware loss types other than `excluded`."
+    "The explanation-aware formulations other than `excluded`."
     return [f for f in EXPLAINERS if f not in excluded]
 
 # %% ../nbs/42_claims.ipynb #3c9ba256
@@ -60,7 +60,7 @@ def guided_accuracy_comparable(results):
     return r, f"mean guided minus BCE test accuracy, pseudo-median {r['estimate']:+.3f}"
 
 def _fig2_pair(results) -> tuple:
-    "The disease and alpha of Figure 2's pair present in `results` (Pleural effusion if present, else the first disease)."
+    "The disease and alpha of Figure 2's pair in `results` (Pleural effusion if present, else the first disease)."
     diseases = list(dict.fromkeys(results.disease))
     disease = FIG2_PAIR["disease"] if FIG2_PAIR["disease"] in diseases else (diseases[0] if diseases else None)
     alphas = results[(results.disease == disease) & (results.formulation.astype(str) == FIG2_PAIR["formulation"])].alpha
@@ -69,10 +69,12 @@ def _fig2_pair(results) -> tuple:
 def peak_cost_fig2_pair(results):
     disease, alpha = _fig2_pair(results)
     r = results[results.disease == disease]
-    pair = r[(r.formulation.astype(str) == "bce") | ((r.formulation.astype(str) == FIG2_PAIR["formulation"]) & (r.alpha == alpha))]
+    formulation = r.formulation.astype(str)
+    pair = r[(formulation == "bce") | ((formulation == FIG2_PAIR["formulation"]) & (r.alpha == alpha))]
     cost = -guided_minus_bce(pair, "peak_val_accuracy") if alpha is not None else pd.Series(dtype=float)
     res = equivalence(cost, *PEAK_COST)
-    return res, f"{disease}, LD-Sqr alpha {alpha}: BCE minus guided peak validation accuracy, pseudo-median {res['estimate']:+.3f}"
+    return res, (f"{disease}, LD-Sqr alpha {alpha}: BCE minus guided peak validation accuracy, "
+                 f"pseudo-median {res['estimate']:+.3f}")
 
 def peak_cost_pooled(results):
     r = equivalence(-guided_minus_bce(results, "peak_val_accuracy"), *PEAK_COST)
@@ -80,7 +82,7 @@ def peak_cost_pooled(results):
 
 def early_variance_higher(results):
     r = directional(guided_minus_bce(results, "early_val_change"), "greater")
-    return r, f"mean guided minus BCE early epoch-to-epoch change of validation accuracy, pseudo-median {r['estimate']:+.4f}"
+    return r, f"guided minus BCE early epoch-to-epoch change of validation accuracy, pseudo-median {r['estimate']:+.4f}"
 
 def bce_coverage_high_precision_low(results):
     names = ("coverage (BCE - guided, margin -0.05)", "top precision (guided - BCE)", "all precision (guided - BCE)")
@@ -101,7 +103,7 @@ def mean_accuracy_falls(results):
 def accuracy_spread_grows(results):
     g = guided(results)
     r = directional(change_over_alpha(g.assign(spread=deviation(g, "accuracy", "alpha")), "spread"), "greater")
-    return r, f"fitted change of |accuracy - median at its alpha| over the alpha range, pseudo-median {r['estimate']:+.3f}"
+    return r, f"fitted change of |accuracy - median at its alpha| over alpha, pseudo-median {r['estimate']:+.3f}"
 
 def _alpha_trend(metric: str, direction: str):
     def evaluate(results):
@@ -110,15 +112,17 @@ def _alpha_trend(metric: str, direction: str):
     return evaluate
 
 # %% ../nbs/42_claims.ipynb #3a62b34c
-def accuracy_insensitive_to_loss_type(results):
-    parts = [equivalence(contrast(results, "accuracy", [f], CONTRASTIVE), -ACCURACY_MARGIN, ACCURACY_MARGIN) for f in CONTRASTIVE]
-    worst = max(range(len(parts)), key=lambda i: abs(parts[i]["estimate"]) if not math.isnan(parts[i]["estimate"]) else -1)
+def accuracy_insensitive_to_abbreviation(results):
+    parts = [equivalence(contrast(results, "accuracy", [f], CONTRASTIVE), -ACCURACY_MARGIN,
+                         ACCURACY_MARGIN) for f in CONTRASTIVE]
+    worst = max(range(len(parts)),
+                key=lambda i: abs(parts[i]["estimate"]) if not math.isnan(parts[i]["estimate"]) else -1)
     r = {**all_of(*parts), "estimate": parts[worst]["estimate"]}
-    return r, f"largest distance from the block mean: {ABBREVIATIONS[CONTRASTIVE[worst]]} {parts[worst]['estimate']:+.3f}; " + \
-              ", ".join(f"{ABBREVIATIONS[f]} {p['estimate']:+.3f}" for f, p in zip(CONTRASTIVE, parts))
+    each = ", ".join(f"{ABBREVIATIONS[f]} {p['estimate']:+.3f}" for f, p in zip(CONTRASTIVE, parts))
+    return r, f"largest distance from the block mean: {ABBREVIATIONS[CONTRASTIVE[worst]]}; {each}"
 
 def _spread(results, metric: str) -> pd.DataFrame:
-    "The guided runs with each run's |`metric` - its loss type's median| as column `spread`."
+    "The guided runs with each run's |`metric` - its formulation's median| as column `spread`."
     g = guided(results)
     return g.assign(spread=deviation(g, metric, "formulation"))
 
@@ -126,29 +130,37 @@ def prob_abs_alg_tighter_higher(results):
     p2 = ("prob_abs", "prob_alg")
     parts = [directional(contrast(results, "accuracy", p2, LOGIT_BASED), "greater", test="mean"),
              directional(contrast(_spread(results, "accuracy"), "spread", p2, LOGIT_BASED), "less")]
-    return all_of(*parts), _parts_detail(("mean accuracy (P-Abs, P-Algeb minus logit-based)", "spread (P-Abs, P-Algeb minus logit-based)"), parts)
+    return all_of(*parts), _parts_detail(("mean accuracy (P-Abs, P-Algeb minus logit-based)",
+                                          "spread (P-Abs, P-Algeb minus logit-based)"), parts)
 
 def prob_sqr_wider_lower(results):
     others = [f for f in CONTRASTIVE if f != "prob_sqr"]
     parts = [directional(contrast(results, "accuracy", ["prob_sqr"], others), "less"),
              directional(contrast(_spread(results, "accuracy"), "spread", ["prob_sqr"], others), "greater")]
-    return all_of(*parts), _parts_detail(("accuracy (P-Sqr minus the other five)", "spread (P-Sqr minus the other five)"), parts)
+    return all_of(*parts), _parts_detail(("accuracy (P-Sqr minus the other five)",
+                                          "spread (P-Sqr minus the other five)"), parts)
 
 def l_only_poor(results):
     parts = [directional(contrast(results, m, ["logit"], CONTRASTIVE), "less") for m in EXPLANATION_METRICS]
     return all_of(*parts), _parts_detail([f"{m} (L-Only minus the six)" for m in EXPLANATION_METRICS], parts)
 
 def logit_beats_prob(results):
-    parts = [directional(contrast(results, m, LOGIT_BASED, PROB_BASED), "greater") for m in ("top_precision", "all_precision")]
-    return all_of(*parts), _parts_detail(("top precision (logit minus probability)", "all precision (logit minus probability)"), parts)
+    parts = [directional(contrast(results, m, LOGIT_BASED, PROB_BASED),
+                         "greater") for m in ("top_precision", "all_precision")]
+    return all_of(*parts), _parts_detail(("top precision (logit minus probability)",
+                                          "all precision (logit minus probability)"), parts)
 
 def ld_sqr_tightest(results):
-    parts = [directional(contrast(_spread(results, m), "spread", ["logit_sqr"], _but("logit_sqr")), "less") for m in EXPLANATION_METRICS]
-    return all_of(*parts), _parts_detail([f"{m} spread (LD-Sqr minus the other six)" for m in EXPLANATION_METRICS], parts)
+    parts = [directional(contrast(_spread(results, m), "spread", ["logit_sqr"], _but("logit_sqr")),
+                         "less") for m in EXPLANATION_METRICS]
+    return all_of(*parts), _parts_detail([f"{m} spread (LD-Sqr minus the other six)" for m in EXPLANATION_METRICS],
+                                         parts)
 
 def squared_strongest(results):
-    parts = [directional(contrast(results, m, SQUARED, _but(*SQUARED)), "greater") for m in ("top_precision", "all_precision")]
-    return all_of(*parts), _parts_detail(("top precision (squared minus the other five)", "all precision (squared minus the other five)"), parts)
+    parts = [directional(contrast(results, m, SQUARED, _but(*SQUARED)),
+                         "greater") for m in ("top_precision", "all_precision")]
+    return all_of(*parts), _parts_detail(("top precision (squared minus the other five)",
+                                          "all precision (squared minus the other five)"), parts)
 
 # %% ../nbs/42_claims.ipynb #390fb996
 TREND_KEYS = ("coverage_falls", "top_precision_falls", "all_precision_rises", "logit_beats_prob", "squared_strongest")
@@ -164,26 +176,36 @@ def trends_hold_across_diseases(results):
     per = per[per.n > 0]
     parts = [_sign_test(per[per.key == key].agrees.astype(bool)) for key in TREND_KEYS]
     r = {**all_of(*parts), "estimate": min((p["estimate"] for p in parts), default=math.nan)}
-    return r, "diseases in the claimed direction: " + ", ".join(f"{k} {int(p['estimate'] * p['n']) if p['n'] else 0}/{p['n']}"
-                                                                 for k, p in zip(TREND_KEYS, parts))
+    agreeing = [f"{k} {int(p['estimate'] * p['n']) if p['n'] else 0}/{p['n']}" for k, p in zip(TREND_KEYS, parts)]
+    return r, "diseases in the claimed direction: " + ", ".join(agreeing)
 
 # %% ../nbs/42_claims.ipynb #23b22594
-_BCE_RUN, _ALPHA_BLOCK, _LOSS_BLOCK = "BCE run (disease, seed)", "(disease, loss type, seed) over alphas", "(disease, alpha, seed) over loss types"
+_BCE_RUN, _ALPHA_BLOCK = "BCE run (disease, seed)", "(disease, formulation, seed) over alphas"
+_LOSS_BLOCK = "(disease, alpha, seed) over formulations"
 _SR, _TOST = "exact one-sided signed-rank", "TOST, exact signed-rank"
 CLAIMS = [
-    Claim("guided_accuracy_comparable", "Guided models reach test accuracy comparable to BCE's", "Abstract; §4.1.1 ¶4; §5 ¶1",
+    Claim("guided_accuracy_comparable", "Guided models reach test accuracy comparable to BCE's",
+          "Abstract; §4.1.1 ¶4; §5 ¶1",
           _BCE_RUN, f"{_TOST}: mean guided minus BCE test accuracy", "±0.02", guided_accuracy_comparable),
-    Claim("peak_cost_fig2", "Guidance costs about 1% of peak validation accuracy: Figure 2's pair (Pleural effusion, LD-Sqr, alpha 0.25)",
-          "§4.1.1 ¶3; Fig. 2b", "seed (its BCE and LD-Sqr run)", f"{_TOST}: BCE minus guided peak validation accuracy", "[0, 0.02]",
-          peak_cost_fig2_pair, per_disease=False),
-    Claim("peak_cost_pooled", "Guidance costs about 1% of peak validation accuracy, over all diseases, loss types and alphas",
-          "§4.1.1 ¶3", _BCE_RUN, f"{_TOST}: BCE minus mean guided peak validation accuracy", "[0, 0.02]", peak_cost_pooled),
-    Claim("early_variance", "Guided runs' validation accuracy varies more in the early epochs", "§4.1.1 ¶3; Fig. 2b", _BCE_RUN,
-          f"{_SR}: guided minus BCE mean |epoch-to-epoch change| of validation accuracy, first third of training", "", early_variance_higher),
-    Claim("bce_coverage_precision", "BCE has high annotation coverage but low top- and all-saliency precision", "§4.1.2; §4.3 ¶4",
-          _BCE_RUN, f"{_SR}: BCE coverage not lower (non-inferiority), top and all precision lower; all three needed", "coverage -0.05",
+    Claim("peak_cost_fig2",
+          "Guidance costs about 1% of peak validation accuracy: Figure 2's pair (Pleural effusion, LD-Sqr, alpha 0.25)",
+          "§4.1.1 ¶3; Fig. 2b", "seed (its BCE and LD-Sqr run)",
+          f"{_TOST}: BCE minus guided peak validation accuracy", "[0, 0.02]", peak_cost_fig2_pair, per_disease=False),
+    Claim("peak_cost_pooled",
+          "Guidance costs about 1% of peak validation accuracy, over all diseases, formulations and alphas",
+          "§4.1.1 ¶3", _BCE_RUN, f"{_TOST}: BCE minus mean guided peak validation accuracy", "[0, 0.02]",
+          peak_cost_pooled),
+    Claim("early_variance", "Guided runs' validation accuracy varies more in the early epochs", "§4.1.1 ¶3; Fig. 2b",
+          _BCE_RUN,
+          f"{_SR}: guided minus BCE mean |epoch-to-epoch change| of validation accuracy, first third of training", "",
+          early_variance_higher),
+    Claim("bce_coverage_precision", "BCE has high annotation coverage but low top- and all-saliency precision",
+          "§4.1.2; §4.3 ¶4",
+          _BCE_RUN, f"{_SR}: BCE coverage not lower (non-inferiority), top and all precision lower; all three needed",
+          "coverage -0.05",
           bce_coverage_high_precision_low),
-    Claim("median_accuracy_stable", "Median test accuracy is stable across alpha", "§4.2.1 ¶1; Fig. 4 caption", _ALPHA_BLOCK,
+    Claim("median_accuracy_stable", "Median test accuracy is stable across alpha", "§4.2.1 ¶1; Fig. 4 caption",
+          _ALPHA_BLOCK,
           f"{_TOST}: fitted accuracy change from the smallest to the largest alpha", "±0.02", median_accuracy_stable),
     Claim("mean_accuracy_falls", "Mean test accuracy falls as alpha rises", "§4.2.1 ¶1; Fig. 4 caption", _ALPHA_BLOCK,
           "exact sign-flip test of the mean fitted accuracy change", "", mean_accuracy_falls),
@@ -195,25 +217,35 @@ CLAIMS = [
           f"{_SR}: fitted top precision change", "", _alpha_trend("top_precision", "less")),
     Claim("all_precision_rises", "All-saliency precision rises with alpha", "§4.2.2 ¶2; Fig. 4b", _ALPHA_BLOCK,
           f"{_SR}: fitted all precision change", "", _alpha_trend("all_precision", "greater")),
-    Claim("accuracy_insensitive", "Test accuracy is insensitive to the loss type (the six contrastive losses)", "§4.3 ¶2-3; Fig. 5a",
-          _LOSS_BLOCK, f"{_TOST}, per loss type: its accuracy minus the mean of the six; all six needed", "±0.02",
-          accuracy_insensitive_to_loss_type),
-    Claim("prob_abs_alg_tighter_higher", "P-Abs and P-Algeb have tighter accuracy spread and higher mean accuracy than the logit-based losses",
-          "§4.3 ¶3", _LOSS_BLOCK, "sign-flip test of the mean accuracy contrast; signed-rank of the spread contrast; both needed", "",
+    Claim("accuracy_insensitive", "Test accuracy is insensitive to the formulation (the six contrastive losses)",
+          "§4.3 ¶2-3; Fig. 5a",
+          _LOSS_BLOCK, f"{_TOST}, per formulation: its accuracy minus the mean of the six; all six needed", "±0.02",
+          accuracy_insensitive_to_abbreviation),
+    Claim("prob_abs_alg_tighter_higher",
+          "P-Abs and P-Algeb have tighter accuracy spread and higher mean accuracy than the logit-based losses",
+          "§4.3 ¶3", _LOSS_BLOCK,
+          "sign-flip test of the mean accuracy contrast; signed-rank of the spread contrast; both needed", "",
           prob_abs_alg_tighter_higher),
-    Claim("prob_sqr_wider_lower", "P-Sqr has wider accuracy spread and lower accuracy than the other contrastive losses", "§4.3 ¶3",
+    Claim("prob_sqr_wider_lower",
+          "P-Sqr has wider accuracy spread and lower accuracy than the other contrastive losses", "§4.3 ¶3",
           _LOSS_BLOCK, f"{_SR}: accuracy lower, spread wider; both needed", "", prob_sqr_wider_lower),
     Claim("l_only_poor", "L-Only is poor on every explanation metric", "§4.3 ¶5", _LOSS_BLOCK,
-          f"{_SR}: L-Only minus the six contrastive losses, coverage, top and all precision; all three needed", "", l_only_poor),
-    Claim("logit_beats_prob", "Logit-based losses give higher saliency precision than probability-based ones", "§1 ¶4; §4.3 ¶5; §4.4 ¶1",
-          _LOSS_BLOCK, f"{_SR}: logit minus probability (means of three), top and all precision; both needed", "", logit_beats_prob),
-    Claim("ld_sqr_tightest", "LD-Sqr has the tightest distributions of coverage, top- and all-saliency precision", "§4.3 ¶5; Fig. 5 caption",
-          _LOSS_BLOCK, f"{_SR}: LD-Sqr minus the other six in |metric - loss type's median|; all three needed", "", ld_sqr_tightest),
-    Claim("squared_strongest", "Squared penalties give the strongest spatial alignment", "§4.4 ¶1; Fig. 5 caption", _LOSS_BLOCK,
+          f"{_SR}: L-Only minus the six contrastive losses, coverage, top and all precision; all three needed", "",
+          l_only_poor),
+    Claim("logit_beats_prob", "Logit-based losses give higher saliency precision than probability-based ones",
+          "§1 ¶4; §4.3 ¶5; §4.4 ¶1",
+          _LOSS_BLOCK, f"{_SR}: logit minus probability (means of three), top and all precision; both needed", "",
+          logit_beats_prob),
+    Claim("ld_sqr_tightest", "LD-Sqr has the tightest distributions of coverage, top- and all-saliency precision",
+          "§4.3 ¶5; Fig. 5 caption",
+          _LOSS_BLOCK, f"{_SR}: LD-Sqr minus the other six in |metric - formulation's median|; all three needed", "",
+          ld_sqr_tightest),
+    Claim("squared_strongest", "Squared penalties give the strongest spatial alignment", "§4.4 ¶1; Fig. 5 caption",
+          _LOSS_BLOCK,
           f"{_SR}: LD-Sqr and P-Sqr minus the other five, top and all precision; both needed", "", squared_strongest),
-    Claim("trends_across_diseases", "The trends in alpha and loss type hold across diseases", "§4.4 ¶1-2", "disease",
-          "exact sign test across diseases of each of five trends' direction; all five needed", "", trends_hold_across_diseases,
-          per_disease=False),
+    Claim("trends_across_diseases", "The trends in alpha and formulation hold across diseases", "§4.4 ¶1-2", "disease",
+          "exact sign test across diseases of each of five trends' direction; all five needed", "",
+          trends_hold_across_diseases, per_disease=False),
 ]
 CLAIM_KEYS = [c.key for c in CLAIMS]
 
@@ -221,7 +253,8 @@ CLAIM_KEYS = [c.key for c in CLAIMS]
 def claim_row(claim: Claim, results: pd.DataFrame) -> dict:
     "A claim tested on `results`: the row of the claims table."
     r, detail = claim.evaluate(results)
-    return {"key": claim.key, "claim": claim.claim, "paper": claim.paper, "unit": claim.unit, "n": r["n"], "test": claim.test,
+    return {"key": claim.key, "claim": claim.claim, "paper": claim.paper, "unit": claim.unit, "n": r["n"],
+            "test": claim.test,
             "margin": claim.margin, "estimate": r["estimate"], "p_value": r["p_for"], "verdict": verdict(r),
             "agrees": r["agrees"], "detail": detail}
 
@@ -232,8 +265,11 @@ def claims_table(results: pd.DataFrame) -> pd.DataFrame:
 def claims_per_disease(results: pd.DataFrame, keys=None) -> pd.DataFrame:
     "The claims (those that apply disease by disease, or `keys`) tested on each disease's runs alone."
     chosen = [c for c in CLAIMS if (c.key in keys if keys is not None else c.per_disease)]
-    rows = [{"disease": d, **claim_row(c, results[results.disease == d])} for d in sorted(results.disease.unique()) for c in chosen]
-    return pd.DataFrame(rows, columns=["disease", "key", "claim", "paper", "unit", "n", "test", "margin", "estimate", "p_value",
+    rows = [{"disease": d,
+             **claim_row(c, results[results.disease == d])} for d in sorted(results.disease.unique()) for c in chosen]
+    return pd.DataFrame(rows,
+                        columns=["disease", "key", "claim", "paper", "unit", "n", "test", "margin", "estimate",
+                                 "p_value",
                                        "verdict", "agrees", "detail"])
 
 # %% ../nbs/42_claims.ipynb #fa32c7db
@@ -243,31 +279,33 @@ def direction_table(per_disease: pd.DataFrame) -> pd.DataFrame:
     wide = per_disease.assign(direction=mark).pivot(index="key", columns="disease", values="direction")
     order = [k for k in CLAIM_KEYS if k in wide.index]
     claims = {c.key: c.claim for c in CLAIMS}
-    return wide.loc[order].rename_axis(columns=None).reset_index().assign(claim=lambda d: d.key.map(claims)).set_index(["key", "claim"]).reset_index()
+    table = wide.loc[order].rename_axis(columns=None).reset_index()
+    return table.assign(claim=table.key.map(claims))[["key", "claim", *wide.columns]]
 
 # %% ../nbs/42_claims.ipynb #25d45314
 def _two_sided(values) -> float:
     return min(1., 2 * min(signed_rank(values, "greater"), signed_rank(values, "less")))
 
 def vs_bce_table(results: pd.DataFrame) -> pd.DataFrame:
-    "Each explanation-aware loss type against BCE, per metric: one value per BCE run, exact two-sided signed-rank, Holm."
+    "Each explanation-aware formulation against BCE, per metric: one value per BCE run, exact signed-rank, Holm."
     rows = []
     for m in METRICS:
         block = []
         for f in EXPLAINERS:
             d = guided_minus_bce(results, m, [f])
-            block.append({"metric": m, "loss_type": ABBREVIATIONS[f], "n_bce_runs": len(d), "estimate": hodges_lehmann(d), "p": _two_sided(d)})
+            block.append({"metric": m, "abbreviation": ABBREVIATIONS[f], "n_bce_runs": len(d),
+                          "estimate": hodges_lehmann(d), "p": _two_sided(d)})
         ps = holm([b["p"] for b in block])
         rows += [{**b, "p_holm": p} for b, p in zip(block, ps)]
     return pd.DataFrame(rows)
 
 def alpha_change_table(results: pd.DataFrame) -> pd.DataFrame:
-    "Per metric: the fitted change over the alpha range per (disease, loss type, seed), its pseudo-median, one-sided p both ways."
+    "Per metric: the fitted change over alpha per (disease, formulation, seed); pseudo-median, one-sided p both ways."
     rows = []
     for m in METRICS:
         d = change_over_alpha(results, m)
-        rows.append({"metric": m, "n_blocks": len(d), "estimate": hodges_lehmann(d), "p_rises": signed_rank(d, "greater"),
-                     "p_falls": signed_rank(d, "less")})
+        rows.append({"metric": m, "n_blocks": len(d), "estimate": hodges_lehmann(d),
+                     "p_rises": signed_rank(d, "greater"), "p_falls": signed_rank(d, "less")})
     return pd.DataFrame(rows)
 
 # %% ../nbs/42_claims.ipynb #8a6d7258

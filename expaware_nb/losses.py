@@ -16,7 +16,8 @@ LOSS_MODES = ("soft", "ste", "hard")
 
 def explanation_loss(H: Tensor, mask: Tensor, k: float = 0.5, mode: str = "soft") -> Tensor:
     "Explanation loss `[B]` (Eq. 6) of raw heatmaps `H` `[B, h, w]` against box masks `mask` (`[B, h, w]` or `[h, w]`)."
-    if mode not in LOSS_MODES: raise ValueError(f"unknown explanation loss mode {mode!r}; valid: {', '.join(LOSS_MODES)}")
+    if mode not in LOSS_MODES:
+        raise ValueError(f"unknown explanation loss mode {mode!r}; valid: {', '.join(LOSS_MODES)}")
     H_hat = normalize(H)
     selected = top_k_mask(H_hat, k)
     hard = 1 - share_inside(selected.to(H_hat.dtype), mask)

@@ -34,7 +34,8 @@ def annotation_coverage(H_hat: Tensor, boxes, image_hw: tuple, k: float = 0.5, t
                         literal: bool = False) -> tuple[Tensor, Tensor]:
     "Per image, (number of its boxes covered (Eq. 9), number of its boxes): two `[B]` integer tensors."
     _check_normalized(H_hat)
-    if len(boxes) != len(H_hat): raise ValueError(f"got {len(boxes)} box arrays for {len(H_hat)} heatmaps: one per image")
+    if len(boxes) != len(H_hat):
+        raise ValueError(f"got {len(boxes)} box arrays for {len(H_hat)} heatmaps: one per image")
     overlaps = []
     for i, image_boxes in enumerate(boxes):
         try: overlaps.append(box_overlap(image_boxes, image_hw, H_hat.shape[-2:]))
@@ -42,7 +43,8 @@ def annotation_coverage(H_hat: Tensor, boxes, image_hw: tuple, k: float = 0.5, t
     total = torch.tensor([len(o) for o in overlaps], device=H_hat.device)
     owner = torch.repeat_interleave(torch.arange(len(H_hat), device=H_hat.device), total)
     overlap = torch.cat(overlaps).to(H_hat.device)                            # [N, h, w], all boxes of the batch
-    salient = top_k_mask(H_hat, k, literal)[owner]                                 # each box sees its own image's selection
+    salient = top_k_mask(H_hat, k,
+                         literal)[owner]                                 # each box sees its own image's selection
     fraction = (overlap * salient).sum((-2, -1)) / overlap.sum((-2, -1))
     covered = torch.zeros_like(total).index_add_(0, owner, (fraction >= tau).long())
     return covered, total

@@ -40,14 +40,16 @@ def _densenet(arch: str) -> DenseNet:
     raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
 
 # %% ../nbs/20_model.ipynb #4ee8794f
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                         r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 def _torchvision_state_dict(path) -> dict:
     "A DenseNet state dict from a file in torchvision's format, legacy key names fixed."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"weights file {path} not found")
     try: state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a weights file torch can load safely ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise ValueError(f"{path}: not a weights file torch can load safely ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict): raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return {(_LEGACY_KEY.sub(r"\1\2", k)): v for k, v in state.items()}
 
@@ -62,16 +64,19 @@ def _imagenet_state_dict() -> dict:
     try: return DenseNet121_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
     except Exception as e:
         raise FileNotFoundError(
-            f"ImageNet weights for densenet121 are not in the torch cache and could not be downloaded ({type(e).__name__}). "
+            f"ImageNet weights for densenet121 are not in the torch cache and could not be downloaded "
+            f"({type(e).__name__}). "
             f"Put the file {local.name} (from {DenseNet121_Weights.IMAGENET1K_V1.url}) at {local}, "
             f"or pass weights=<path to it>, or weights=None for random initialisation.") from None
 
 # %% ../nbs/20_model.ipynb #703115ce
-def build_model(arch: str = "densenet121", weights=None, dropout: float = .3, n_classes: int = 2) -> ExplainableClassifier:
-    "The paper's classifier: a DenseNet trunk with its final ReLU, then pooling, dropout and a `n_classes` linear layer."
+def build_model(arch: str = "densenet121", weights=None, dropout: float = .3,
+                n_classes: int = 2) -> ExplainableClassifier:
+    "The paper's classifier: a DenseNet trunk with its final ReLU; pooling, dropout and an `n_classes` linear layer."
     net = _densenet(arch)
     if weights is not None:
-        if weights == "imagenet" and arch != "densenet121": raise ValueError(f"ImageNet weights exist for densenet121 only, not {arch!r}")
+        if weights == "imagenet" and arch != "densenet121":
+            raise ValueError(f"ImageNet weights exist for densenet121 only, not {arch!r}")
         state = _imagenet_state_dict() if weights == "imagenet" else _torchvision_state_dict(weights)
         trunk = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         expected = net.features.state_dict()
@@ -81,7 +86,8 @@ def build_model(arch: str = "densenet121", weights=None, dropout: float = .3, n_
             raise ValueError(f"weights do not fit {arch}: {len(missing)} missing, {len(unexpected)} unexpected and "
                              f"{len(wrong)} mis-shaped tensors, e.g. {(missing + unexpected + wrong)[:3]}")
         net.features.load_state_dict(trunk)
-    return ExplainableClassifier(nn.Sequential(net.features, nn.ReLU()), Head(net.classifier.in_features, n_classes, dropout))
+    return ExplainableClassifier(nn.Sequential(net.features, nn.ReLU()),
+                                 Head(net.classifier.in_features, n_classes, dropout))
 
 # %% ../nbs/20_model.ipynb #0c9b39ae
 def feature_map_size(arch: str, image_size: int) -> tuple:

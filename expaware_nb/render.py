@@ -8,14 +8,15 @@ __all__ = ['PAPER_NOTEBOOKS', 'paper_notebook', 'declared_parameters', 'render_p
 # %% ../nbs/45_render.ipynb #8febe417
 from pathlib import Path
 
+from .sweep import packaged, redirect_stderr
+
 # %% ../nbs/45_render.ipynb #d7fe0716
-PAPER_NOTEBOOKS = ("fig1_annotation_mask", "fig2_training_dynamics", "fig3_heatmaps", "fig4_alpha", "fig5_loss_types",
+PAPER_NOTEBOOKS = ("fig1_annotation_mask", "fig2_training_dynamics", "fig3_heatmaps", "fig4_alpha", "fig5_formulations",
                    "statistics_claims", "beyond_the_paper")
 
 def paper_notebook(name: str) -> Path:
-    "The path of paper notebook `name`."
-    from expaware_nb.sweep import _repo_root
-    path = _repo_root() / "nbs" / "paper" / f"{name}.ipynb"
+    "The path of paper notebook `name`, as the package ships it."
+    path = packaged("notebooks", "paper", f"{name}.ipynb")
     if not path.exists(): raise FileNotFoundError(f"no paper notebook {name!r} ({path})")
     return path
 
@@ -39,14 +40,15 @@ def _render_one(name: str, runs_dir: str, figures_dir: str, reading: dict) -> tu
 
 def render_paper(runs_dir, figures_dir="figures", workers: int = 2, score: str = "common", top_k_rule: str = "positive",
                  notebooks=PAPER_NOTEBOOKS) -> dict:
-    "Execute the paper notebooks on `runs_dir` under one reading; figures and tables into `figures_dir`. {notebook: error or None}."
+    "Execute the paper notebooks on `runs_dir` under one reading, writing `figures_dir`; `{notebook: error or None}`."
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
     from expaware_nb.results import reading_columns
-    from expaware_nb.sweep import redirect_stderr
-    reading_columns(score, top_k_rule)                                   # an unknown reading fails here, not in every notebook
+    reading_columns(score,
+                    top_k_rule)                                   # an unknown reading fails here, not in every notebook
     reading = {"score": score, "top_k_rule": top_k_rule}
     log_file = str(Path(runs_dir) / "_paper" / "render.log")
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=redirect_stderr, initargs=(log_file,)) as pool:
-        return dict(pool.map(_render_one, notebooks, [str(runs_dir)] * len(notebooks), [str(figures_dir)] * len(notebooks),
-                             [reading] * len(notebooks)))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=redirect_stderr,
+                             initargs=(log_file,)) as pool:
+        return dict(pool.map(_render_one, notebooks, [str(runs_dir)] * len(notebooks),
+                             [str(figures_dir)] * len(notebooks), [reading] * len(notebooks)))

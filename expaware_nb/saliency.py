@@ -25,7 +25,7 @@ def normalize(H: Tensor, eps: float = 1e-12) -> Tensor:
 
 # %% ../nbs/00_saliency.ipynb #ee1fcbd2
 def top_k_mask(H_hat: Tensor, k: float = 0.5, literal: bool = False) -> Tensor:
-    "Boolean mask of the top-`k` fraction of pixels of each map (Eq. 5); zero pixels are never selected unless `literal`."
+    "Boolean mask of the top-`k` fraction of each map's pixels (Eq. 5); zero pixels selected only when `literal`."
     if not 0 < k <= 1: raise ValueError(f"k is the fraction of pixels kept and must be in (0, 1], got {k}")
     flat = H_hat.detach().flatten(-2)
     n_keep = max(1, math.ceil(k * flat.shape[-1] - 1e-9))
@@ -54,7 +54,7 @@ def _as_boxes(boxes) -> Tensor:
 
 # %% ../nbs/00_saliency.ipynb #117ba9d2
 def _axis_overlap(low: Tensor, high: Tensor, size: float, cells: int) -> Tensor:
-    "Length of `[low, high)` (pixels, clipped to `[0, size)`) inside each of `cells` equal cells, in cell units: `[K, cells]`."
+    "Length of `[low, high)` (pixels, clipped to the image) inside each of `cells` equal cells: `[K, cells]`."
     scale = cells / size
     low, high = (low.clamp(0, size) * scale)[:, None], (high.clamp(0, size) * scale)[:, None]
     edges = torch.arange(cells, dtype=low.dtype, device=low.device)

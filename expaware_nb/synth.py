@@ -39,7 +39,9 @@ def _smooth_noise(rng, h, w, cells=6):
     y0, x0 = np.minimum(y.astype(int), cells - 1), np.minimum(x.astype(int), cells - 1)
     fy, fx = (y - y0)[:, None], (x - x0)[None, :]
     c = coarse
-    return ((1 - fy) * ((1 - fx) * c[y0][:, x0] + fx * c[y0][:, x0 + 1]) + fy * ((1 - fx) * c[y0 + 1][:, x0] + fx * c[y0 + 1][:, x0 + 1]))
+    top = (1 - fx) * c[y0][:, x0] + fx * c[y0][:, x0 + 1]
+    bottom = (1 - fx) * c[y0 + 1][:, x0] + fx * c[y0 + 1][:, x0 + 1]
+    return (1 - fy) * top + fy * bottom
 
 # %% ../nbs/10_synth.ipynb #cebc66b5
 def _anatomy(rng) -> dict:
@@ -87,7 +89,8 @@ def lung_opacity(rng, v, u, a):
 def consolidation(rng, v, u, a):
     "A dense, textured, irregular opacity in a lower lung."
     cy, cx = _in_lung(rng, a["lungs"][rng.integers(2)], low=.5, high=.85, spread=.5)
-    parts = [(cy + rng.normal(0, .02), cx + rng.normal(0, .02), rng.uniform(.018, .03), rng.uniform(.018, .03)) for _ in range(3)]
+    parts = [(cy + rng.normal(0, .02), cx + rng.normal(0, .02), rng.uniform(.018, .03),
+              rng.uniform(.018, .03)) for _ in range(3)]
     delta = np.maximum.reduce([_gauss(v, u, *p) for p in parts]) * (1 + .25 * np.sin(v * 300) * np.sin(u * 260))
     ext = np.array([_blob_extent(*p) for p in parts])
     return .24 * delta, (ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max())
@@ -116,7 +119,8 @@ def aortic_enlargement(rng, v, u, a):
     cy, cx, ry, rx = a["aorta"]
     g = rng.uniform(1.6, 2.)
     knob = (cy, cx + (g - 1) * rx * .6, ry * g, rx * g)
-    return .18 * _ellipse(v, u, *knob, edge=.3), (knob[0] - knob[2], knob[1] - knob[3], knob[0] + knob[2], knob[1] + knob[3])
+    return .18 * _ellipse(v, u, *knob,
+                          edge=.3), (knob[0] - knob[2], knob[1] - knob[3], knob[0] + knob[2], knob[1] + knob[3])
 
 def pleural_effusion(rng, v, u, a):
     "Fluid at the base of a lung, under a meniscus rising towards the chest wall."
@@ -135,7 +139,8 @@ def pleural_thickening(rng, v, u, a):
     outward = np.sign(cx - .5)
     top = cy - ry * rng.uniform(.2, .6)
     rim = np.clip(1 - np.abs(d - .96) / .05, 0, 1) * (v < top + .15) * (v > top - .15) * ((u - cx) * outward > 0)
-    return .2 * rim, (top - .15, cx if outward > 0 else cx - rx * 1.05, top + .15, cx + rx * 1.05 if outward > 0 else cx)
+    return .2 * rim, (top - .15, cx if outward > 0 else cx - rx * 1.05, top + .15,
+                      cx + rx * 1.05 if outward > 0 else cx)
 
 FINDINGS = {"Aortic enlargement": aortic_enlargement, "Atelectasis": atelectasis, "Cardiomegaly": cardiomegaly,
             "Consolidation": consolidation, "Lung Opacity": lung_opacity, "Pleural effusion": pleural_effusion,
@@ -156,7 +161,8 @@ def radiologist_box(rng, extent, h, w, grow=(1.3, 1.8), jitter=.02) -> list:
     y0, x0, y1, x1 = np.array([cv - hv, cu - hu, cv + hv, cu + hu]) + rng.normal(0, jitter, 4)
     x0, x1 = np.clip(sorted([x0, x1]), 0, 1) * w
     y0, y1 = np.clip(sorted([y0, y1]), 0, 1) * h
-    return [round(float(x0), 1), round(float(y0), 1), round(float(max(x1, x0 + 2)), 1), round(float(max(y1, y0 + 2)), 1)]
+    return [round(float(x0), 1), round(float(y0), 1), round(float(max(x1, x0 + 2)), 1),
+            round(float(max(y1, y0 + 2)), 1)]
 
 # %% ../nbs/10_synth.ipynb #17991696
 def synthetic_case(rng, h: int, w: int, findings: list, cue: bool):
@@ -227,9 +233,10 @@ def _label_rows(annotations: pd.DataFrame, per_rater: bool) -> pd.DataFrame:
 def _params(**kw) -> dict: return {k: (dict(v) if isinstance(v, dict) else v) for k, v in kw.items()}
 
 def make_synthetic_dataset(out_dir, n_train: int = 300, n_test: int = 100, seed: int = 0, image_hw=(320, 288),
-                           cue_finding: str | None = "Lung Opacity", cue_strength: float = .9, normal_fraction: float = .4,
+                           cue_finding: str | None = "Lung Opacity", cue_strength: float = .9,
+                           normal_fraction: float = .4,
                            prevalence: dict | None = None, p_mark: float = .85, progress: bool = True) -> Path:
-    "Write a synthetic VinDr-CXR-layout dataset to `out_dir` (skipped if the same one is already there); return its path."
+    "Write a synthetic dataset in the VinDr-CXR layout to `out_dir` (unless the same one is there); return its path."
     prevalence = prevalence or DEFAULT_PREVALENCE
     unknown = set(prevalence) - set(FINDINGS) | ({cue_finding} - set(FINDINGS) - {None})
     if unknown: raise ValueError(f"unknown finding(s) {sorted(unknown)}; valid: {', '.join(FINDINGS)}")
@@ -237,49 +244,60 @@ def make_synthetic_dataset(out_dir, n_train: int = 300, n_test: int = 100, seed:
                      cue_strength=cue_strength, normal_fraction=normal_fraction, prevalence=prevalence, p_mark=p_mark)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.with_name(out_dir.name + ".lock"), "a") as lock:    # two processes asking at once: one writes, one waits
+    with open(out_dir.with_name(out_dir.name + ".lock"),
+              "a") as lock:    # two processes asking at once: one writes, one waits
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _write_dataset(out_dir, params, prevalence, progress)
 
-def _write_dataset(out_dir: Path, params: dict, prevalence: dict, progress: bool) -> Path:
-    "Write the dataset of `params` into `out_dir` (see `make_synthetic_dataset`)."
-    n_train, n_test, seed, image_hw = params["n_train"], params["n_test"], params["seed"], params["image_hw"]
-    cue_finding, cue_strength, normal_fraction, p_mark = params["cue_finding"], params["cue_strength"], params["normal_fraction"], params["p_mark"]
-    marker = out_dir / "synthetic.json"
-    if marker.exists() and json.loads(marker.read_text()) == params: return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and does not hold this synthetic dataset: remove it or choose another folder")
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ["annotations", "train", "test"]: (tmp / sub).mkdir(parents=True)
+def _one_case(rng, split: str, folder: Path, params: dict, prevalence: dict) -> tuple:
+    "Draw, encode and save one X-ray of `split`; its annotation rows and ground-truth rows."
+    image_id = rng.bytes(16).hex()
+    h, w = (int(s * rng.uniform(.9, 1.1)) for s in params["image_hw"])
+    findings = _draw_findings(rng, params["normal_fraction"], prevalence)
+    strength, cue_finding = params["cue_strength"], params["cue_finding"]
+    p_cue = .5 if split == "test" or cue_finding is None else (strength if cue_finding in findings else 1 - strength)
+    cue = bool(rng.random() < p_cue)
+    img, extents = synthetic_case(rng, h, w, findings, cue)
+    encoding = rng.choice(list(ENCODINGS), p=[.7, .2, .1])
+    ds = to_dicom(img, image_id, monochrome1=rng.random() < .2, rescale=rng.random() < .3, encoding=encoding)
+    ds.save_as(folder / split / f"{image_id}.dicom", enforce_file_format=True)
+    raters = rng.choice(RATERS, 3, replace=False) if split == "train" else ["consensus"]
+    rows = _annotation_rows(rng, image_id, extents, h, w, raters, params["p_mark"] if split == "train" else 1.)
+    case = {"image_id": image_id, "split": split, "height": h, "width": w, "cue": cue}
+    truth = [{**case, "finding": name, "x_min": e[1] * w, "y_min": e[0] * h, "x_max": e[3] * w, "y_max": e[2] * h}
+             for name, e in extents.items()] or [{**case, "finding": "No finding"}]
+    return rows, truth
 
-    rng = np.random.default_rng(seed)
-    annotations, truth = {"train": [], "test": []}, []
-    splits = ["train"] * n_train + ["test"] * n_test
-    for i, split in enumerate(tqdm(splits, desc="synthetic X-rays", disable=not progress)):
-        image_id = rng.bytes(16).hex()
-        h, w = (int(s * rng.uniform(.9, 1.1)) for s in image_hw)
-        findings = _draw_findings(rng, normal_fraction, prevalence)
-        has_cue_finding = cue_finding in findings
-        p_cue = .5 if split == "test" or cue_finding is None else (cue_strength if has_cue_finding else 1 - cue_strength)
-        cue = bool(rng.random() < p_cue)
-        img, extents = synthetic_case(rng, h, w, findings, cue)
-        encoding = rng.choice(list(ENCODINGS), p=[.7, .2, .1])
-        ds = to_dicom(img, image_id, monochrome1=rng.random() < .2, rescale=rng.random() < .3, encoding=encoding)
-        ds.save_as(tmp / split / f"{image_id}.dicom", enforce_file_format=True)
-        raters = rng.choice(RATERS, 3, replace=False) if split == "train" else ["consensus"]
-        annotations[split] += _annotation_rows(rng, image_id, extents, h, w, raters, p_mark if split == "train" else 1.)
-        truth += [{"image_id": image_id, "split": split, "finding": name, "height": h, "width": w, "cue": cue,
-                   "x_min": e[1] * w, "y_min": e[0] * h, "x_max": e[3] * w, "y_max": e[2] * h}
-                  for name, e in extents.items()] or [{"image_id": image_id, "split": split, "finding": "No finding",
-                                                        "height": h, "width": w, "cue": cue}]
+def _write_tables(folder: Path, annotations: dict, truth: list):
+    "The release's CSVs (boxes and labels per split) and the ground truth."
     columns = ["image_id", "rad_id", "class_name", "x_min", "y_min", "x_max", "y_max"]
     for split, rows in annotations.items():
         table = pd.DataFrame(rows).reindex(columns=columns)
         if split == "test": table = table.drop(columns="rad_id")
-        table.to_csv(tmp / "annotations" / f"annotations_{split}.csv", index=False)
-        _label_rows(table, per_rater=split == "train").to_csv(tmp / "annotations" / f"image_labels_{split}.csv", index=False)
-    pd.DataFrame(truth).to_csv(tmp / "ground_truth.csv", index=False)
+        table.to_csv(folder / "annotations" / f"annotations_{split}.csv", index=False)
+        _label_rows(table,
+                    per_rater=split == "train").to_csv(folder / "annotations" / f"image_labels_{split}.csv",
+                                                       index=False)
+    columns = ["image_id", "split", "finding", "height", "width", "cue", "x_min", "y_min", "x_max", "y_max"]
+    pd.DataFrame(truth).reindex(columns=columns).to_csv(folder / "ground_truth.csv", index=False)
+
+def _write_dataset(out_dir: Path, params: dict, prevalence: dict, progress: bool) -> Path:
+    "Write the dataset of `params` into `out_dir` (see `make_synthetic_dataset`)."
+    marker = out_dir / "synthetic.json"
+    if marker.exists() and json.loads(marker.read_text()) == params: return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and does not hold this synthetic dataset: remove it or choose "
+                              f"another folder")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ["annotations", "train", "test"]: (tmp / sub).mkdir(parents=True)
+    rng = np.random.default_rng(params["seed"])
+    annotations, truth = {"train": [], "test": []}, []
+    splits = ["train"] * params["n_train"] + ["test"] * params["n_test"]
+    for split in tqdm(splits, desc="synthetic X-rays", disable=not progress):
+        rows, case_truth = _one_case(rng, split, tmp, params, prevalence)
+        annotations[split] += rows; truth += case_truth
+    _write_tables(tmp, annotations, truth)
     (tmp / "synthetic.json").write_text(json.dumps(params, indent=1))
     if out_dir.exists(): out_dir.rmdir()
     os.replace(tmp, out_dir)

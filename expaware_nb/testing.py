@@ -13,7 +13,8 @@ from .gradcam import FORMULATIONS
 
 # %% ../nbs/23_testing.ipynb #11be4f40
 FIXTURE = dict(alphas=(.25, .5, 1.), seeds=(0, 1), epochs=2)
-RUN_WRITERS = ("saliency", "gradcam", "losses", "metrics", "synth", "data", "model", "train")
+RUN_WRITERS = ("saliency", "gradcam", "losses", "metrics", "synth", "annotations", "xray", "cache", "dataset", "model",
+               "runs", "train")
 
 def fixture_key() -> str:
     "A hash of the code that writes runs and of the fixture's parameters: a new key whenever either changes."
@@ -30,9 +31,10 @@ def fixture_runs(root=None) -> Path:
     with open(root / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (root / "fixture.json").exists(): return root / "runs"
-        base = TrainConfig(data=str(root / "synthetic"), synthetic={"n_train": 80, "n_test": 40, "seed": 0}, disease="Lung Opacity",
-                           arch="densenet_tiny", weights=None, image_size=64, epochs=FIXTURE["epochs"], batch_size=16, lr=1e-3,
-                           cache_dir=str(root / "cache"), panel_size=4, select="last")
+        base = TrainConfig(data=str(root / "synthetic"), synthetic={"n_train": 80, "n_test": 40, "seed": 0},
+                           disease="Lung Opacity",
+                           arch="densenet_tiny", weights=None, image_size=64, epochs=FIXTURE["epochs"], batch_size=16,
+                           lr=1e-3, cache_dir=str(root / "cache"), panel_size=4, select="last")
         for seed in FIXTURE["seeds"]:
             for f in FORMULATIONS:
                 for alpha in ((0.,) if f == "bce" else FIXTURE["alphas"]):

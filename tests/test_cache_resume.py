@@ -7,15 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expaware_nb.data import Cache, build_cache, read_annotations
+from expaware_nb.cache import Cache, build_cache
+from expaware_nb.annotations import read_annotations
 from expaware_nb.synth import make_synthetic_dataset
+
+pytestmark = pytest.mark.slow      # cache builds killed and resumed
 
 SIZE = 96
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synth", n_train=500, n_test=100, seed=11, progress=False)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synth", n_train=500, n_test=100, seed=11,
+                                  progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 "The `expaware` console script, as a user runs it (installed entry point, separate process)."
 import subprocess
 
+import pytest
+
 import expaware_nb
 
 
@@ -31,10 +33,13 @@ def test_status_of_an_empty_folder(tmp_path):
     assert out.returncode == 0 and "no cells found" in out.stdout
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_on_a_reduced_grid(tmp_path):
     "The README's first command, on a smaller grid: data, cache, sweep, summary, where the results are."
-    out = subprocess.run(["expaware", "demo", "--runs", "runs/demo", "--workers", "2", "--set", "formulations=[bce, logit_sqr]",
-                          "--set", "alphas=[1.0]", "--set", "epochs=2", "--set", "synthetic={n_train: 80, n_test: 30, seed: 0}"],
+    out = subprocess.run(["expaware", "demo", "--runs", "runs/demo", "--workers", "2", "--set",
+                          "formulations=[bce, logit_sqr]",
+                          "--set", "alphas=[1.0]", "--set", "epochs=2", "--set",
+                          "synthetic={n_train: 80, n_test: 30, seed: 0}"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "results table: runs/demo/results.csv   (2 finished runs)" in out.stdout

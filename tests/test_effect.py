@@ -8,11 +8,14 @@ import pytest
 
 from expaware_nb.train import TrainConfig, train_run
 
+pytestmark = pytest.mark.slow      # trains two 15-epoch runs
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("effect")
-    base = TrainConfig(data=str(root / "synth"), synthetic={"n_train": 600, "n_test": 200, "seed": 0}, disease="Lung Opacity",
+    base = TrainConfig(data=str(root / "synth"), synthetic={"n_train": 600, "n_test": 200, "seed": 0},
+                       disease="Lung Opacity",
                        arch="densenet_tiny", weights=None, image_size=128, epochs=15, batch_size=16, lr=1e-3,
                        cache_dir=str(root / "cache"), seed=0, panel_size=4)
     return {form: train_run(dataclasses.replace(base, formulation=form, alpha=alpha), root / form)

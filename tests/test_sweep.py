@@ -9,7 +9,10 @@ import pytest
 from expaware_nb.runs import collect_runs, load_run
 from expaware_nb.sweep import expand, load_profile, sweep, sweep_status
 
-GRID = ["formulations=[bce, logit, logit_sqr, prob_sqr]", "alphas=[0.5, 1.0]", "epochs=2", "image_size=64", "batch_size=16"]
+pytestmark = pytest.mark.slow      # sweeps killed and resumed
+
+GRID = ["formulations=[bce, logit, logit_sqr, prob_sqr]", "alphas=[0.5, 1.0]", "epochs=2", "image_size=64",
+        "batch_size=16"]
 
 
 def overrides(root):
@@ -24,7 +27,8 @@ def start_sweep(root, runs):
 
 def results(runs):
     table = collect_runs(runs)
-    return table.drop(columns=[c for c in table.columns if c.startswith(("seconds", "epochs_run")) or c == "path"]).sort_values("id").reset_index(drop=True)
+    varying = [c for c in table.columns if c.startswith(("seconds", "epochs_run")) or c == "path"]
+    return table.drop(columns=varying).sort_values("id").reset_index(drop=True)
 
 
 def starts(run_dir):
@@ -54,7 +58,8 @@ def test_killed_sweep_loses_and_repeats_nothing(root, reference):
     for target in (0, 0, 1, 2, 3):              # five kills, each at a random moment once `target` cells are finished
         proc = start_sweep(root, runs)
         deadline = time.time() + 300
-        while len(list(runs.glob("*/DONE"))) <= target and proc.poll() is None and time.time() < deadline: time.sleep(.1)
+        while len(list(runs.glob("*/DONE"))) <= target and proc.poll() is None and time.time() < deadline:
+            time.sleep(.1)
         time.sleep(rng.uniform(1, 6))
         os.killpg(proc.pid, signal.SIGKILL); proc.wait()
         for done in runs.glob("*/DONE"):

@@ -11,15 +11,17 @@ import pytest
 
 
 def git(cwd, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                   capture_output=True)
 
 
 @pytest.fixture
 def project_copy(repo_root, tmp_path):
     dst = tmp_path / "proj"
     dst.mkdir()
-    for name in ["nbs", "expaware_nb", "tests"]:
-        shutil.copytree(repo_root / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    for name in ["nbs", "expaware_nb", "tests", "tools", "configs"]:
+        shutil.copytree(repo_root / name, dst / name,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     for name in ["pyproject.toml", "README.md"]:
         shutil.copy(repo_root / name, dst / name)
     git(dst, "init", "-q")
@@ -82,7 +84,28 @@ def test_notebook_without_summary_fails(project_copy):
 
 def test_reference_outside_the_repository_fails(project_copy):
     readme = project_copy / "README.md"
-    readme.write_text(readme.read_text() + "\nSee " + "../" + "shared/paper/notes.md and the tracker's " + "issue" + " 12.\n")
+    outside = "../" + "shared/paper/notes.md and the tracker's " + "issue" + " 12"
+    readme.write_text(readme.read_text() + f"\nSee {outside}.\n")
     out = check_sync(project_copy)
     assert out.returncode == 1
     assert "README.md line" in out.stderr and "'../" + "shared'" in out.stderr and "'" + "issue" + " 12'" in out.stderr
+
+
+def test_notebook_using_a_later_module_fails(project_copy):
+    path = project_copy / "nbs" / "03_metrics.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"].append({"cell_type": "code", "id": "later", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": ["from expaware_nb.train import TrainConfig"]})
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "nbs/03_metrics.ipynb: uses expaware_nb.train, which comes later (notebook 22)" in out.stderr
+
+
+def test_broken_link_and_stale_package_copy_fail(project_copy):
+    set_cell(project_copy / "nbs" / "paper" / "fig4_alpha.ipynb", 0,
+             "# Figure 4\n\n> summary\n\nSee [the stats](../41_statistics.ipynb).")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "nbs/paper/fig4_alpha.ipynb cell 0: link to ../41_statistics.ipynb, which does not exist" in out.stderr
+    assert "expaware_nb/notebooks/paper/fig4_alpha.ipynb" in out.stderr        # the shipped copy was stale

@@ -13,7 +13,10 @@ import torch
 from expaware_nb.runs import is_done
 from expaware_nb.train import TrainConfig
 
-SCRIPT = "import json, sys; from expaware_nb.train import TrainConfig, train_run; train_run(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])"
+pytestmark = pytest.mark.slow      # trains and kills runs
+
+SCRIPT = ("import json, sys; from expaware_nb.train import TrainConfig, train_run; "
+          "train_run(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -25,7 +28,8 @@ def start(config, run_dir):
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    return TrainConfig(data=str(root / "synth"), synthetic={"n_train": 100, "n_test": 30, "seed": 1}, disease="Lung Opacity",
+    return TrainConfig(data=str(root / "synth"), synthetic={"n_train": 100, "n_test": 30, "seed": 1},
+                       disease="Lung Opacity",
                        formulation="logit_sqr", alpha=1., arch="densenet_tiny", weights=None, image_size=64, epochs=6,
                        batch_size=8, lr=1e-3, cache_dir=str(root / "cache"), panel_size=3)
 
@@ -64,7 +68,8 @@ def test_killed_run_resumes_to_identical_results(config, reference, tmp_path):
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     assert without_timings(metrics) == without_timings(json.loads((reference / "test_metrics.json").read_text()))
     cols = lambda h: h.drop(columns="seconds")
-    pd.testing.assert_frame_equal(cols(pd.read_csv(run_dir / "history.csv")), cols(pd.read_csv(reference / "history.csv")))
+    pd.testing.assert_frame_equal(cols(pd.read_csv(run_dir / "history.csv")),
+                                  cols(pd.read_csv(reference / "history.csv")))
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "per_sample.csv"), pd.read_csv(reference / "per_sample.csv"))
     with np.load(run_dir / "heatmaps.npz") as a, np.load(reference / "heatmaps.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)

@@ -1,7 +1,7 @@
 """The heatmap viewer in a real JupyterLab, driven by headless Chromium (Debian's `chromium`, through
 Playwright with `executable_path`; nothing is downloaded). Opens the viewer notebook on the small test runs
 folder, runs it, moves the top-k slider one step and checks that the rendered metrics and image changed.
-A screenshot is saved as a test artefact (tests/artifacts/viewer.png).
+A screenshot is saved in the test's temporary folder (its path is printed).
 
 Skipped when Chromium or Playwright is missing, unless EXPAWARE_REQUIRE_BROWSER=1 (CI sets it)."""
 import json, os, shutil, socket, subprocess, sys, time
@@ -11,7 +11,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = REPO / "tests" / "artifacts"
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:
@@ -21,7 +20,8 @@ required = os.environ.get("EXPAWARE_REQUIRE_BROWSER") == "1"
 if not required and (CHROMIUM is None or sync_playwright is None):
     pytest.skip("headless Chromium or Playwright not installed", allow_module_level=True)
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync",
          "--no-first-run", "--disable-quic", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
 
@@ -43,13 +43,16 @@ def lab(tmp_path):
     home = tmp_path / "home"
     settings = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+    quiet = {"fetchNews": "false", "checkForUpdates": False}
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps(quiet))
+    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
     port, token = free_port(), "expaware-test"
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
-                               f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}"],
+                               f"--port={port}", f"--IdentityProvider.token={token}",
+                               f"--ServerApp.root_dir={notebooks}"],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"))
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -62,9 +65,8 @@ def lab(tmp_path):
     except subprocess.TimeoutExpired: server.kill()
 
 
-def test_viewer_slider_changes_the_rendered_output(lab):
+def test_viewer_slider_changes_the_rendered_output(lab, tmp_path):
     assert CHROMIUM is not None and sync_playwright is not None, "chromium and playwright are required here"
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -82,11 +84,14 @@ def test_viewer_slider_changes_the_rendered_output(lab):
         assert "k = 0.50" in before_text
         topk.locator(".noUi-handle").focus()
         page.keyboard.press("ArrowRight")
-        page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')].some(e => e.innerText.includes('k = 0.55'))",
+        page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')].some(e => "
+                               "e.innerText.includes('k = 0.55'))",
                                timeout=30_000)
         page.wait_for_function("src => { const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
-                               " return imgs.length && imgs[imgs.length - 1].src !== src; }", arg=before_image, timeout=30_000)
+                               " return imgs.length && imgs[imgs.length - 1].src !== src; }", arg=before_image,
+                               timeout=30_000)
         after_text = info.inner_text()
-        page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'viewer.png'}")
         browser.close()
     assert after_text != before_text and "k = 0.55" in after_text

@@ -1,12 +1,12 @@
-"""Positive counts of the paper's seven tasks on the public VinDr-CXR (Kaggle) training annotations must
-match the counts in nbs/explanations/reproduction_notes.ipynb (decision 7). Needs the real `train.csv`, which cannot be shipped:
+"""Positive counts of the paper's seven tasks on the public VinDr-CXR (Kaggle) training annotations must match the
+counts in nbs/explanations/reproduction_notes.ipynb (decision 7). Needs the real `train.csv`, which cannot be shipped:
 set EXPAWARE_VINDR_KAGGLE to it, or put it at data/vindr-cxr-kaggle/train.csv; skipped otherwise."""
 import os
 from pathlib import Path
 
 import pytest
 
-from expaware_nb.data import PAPER_DISEASES, make_task, read_annotations
+from expaware_nb.annotations import PAPER_DISEASES, make_task, read_annotations
 
 REPO = Path(__file__).resolve().parents[1]
 KAGGLE = Path(os.environ.get("EXPAWARE_VINDR_KAGGLE", REPO / "data" / "vindr-cxr-kaggle" / "train.csv"))
