@@ -202,7 +202,7 @@ def build_cache(annotations: pd.DataFrame, cache_root="data/cache", size: int = 
         _finish(partial, final, images, manifest, status, geometry)
     cache = Cache.open(final)
     n_rejected = cache.manifest["n_rejected"]
+    where = f" (reasons in {final / 'rejected.csv'})" if n_rejected else ""
     (log.warning if n_rejected else log.info)("cache %s: %d images, %d rejected%s", final, cache.manifest["n_cached"],
-                                              n_rejected,
-                                              f" (reasons in {final / 'rejected.csv'})" if n_rejected else "")
+                                              n_rejected, where)
     return cache

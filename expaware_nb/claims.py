@@ -153,8 +153,8 @@ def logit_beats_prob(results):
 def ld_sqr_tightest(results):
     parts = [directional(contrast(_spread(results, m), "spread", ["logit_sqr"], _but("logit_sqr")),
                          "less") for m in EXPLANATION_METRICS]
-    return all_of(*parts), _parts_detail([f"{m} spread (LD-Sqr minus the other six)" for m in EXPLANATION_METRICS],
-                                         parts)
+    names = [f"{m} spread (LD-Sqr minus the other six)" for m in EXPLANATION_METRICS]
+    return all_of(*parts), _parts_detail(names, parts)
 
 def squared_strongest(results):
     parts = [directional(contrast(results, m, SQUARED, _but(*SQUARED)),

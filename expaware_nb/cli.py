@@ -49,9 +49,10 @@ def sweep(args) -> int:
     from expaware_nb.sweep import load_profile, sweep as run_sweep, sweep_status, status_report
     profile = load_profile(args.profile, args.set)
     runs = Path(args.runs or profile["runs"])
-    table = run_sweep(profile, runs, backend=args.backend, workers=args.workers or _default_workers(),
-                      partition=args.partition, time_min=args.time, gpus_per_node=args.gpus, cpus_per_task=args.cpus,
-                      mem_gb=args.mem)
+    slurm = dict(partition=args.partition, time_min=args.time, gpus_per_node=args.gpus, cpus_per_task=args.cpus,
+                 mem_gb=args.mem, array_parallelism=args.array_parallelism, max_requeues=args.max_requeues,
+                 signal_delay_s=args.signal_delay)
+    table = run_sweep(profile, runs, backend=args.backend, workers=args.workers or _default_workers(), **slurm)
     if args.backend != "slurm":
         status = sweep_status(runs)
         print(status_report(status))
@@ -151,9 +152,13 @@ def _sweep_commands(commands):
                    help="local backend: cells at a time (default: one per GPU, else one per core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile field, e.g. seeds=[0,1,2] or train.epochs=5")
-    for flag, kind, text in [("--partition", str, "SLURM partition"), ("--time", int, "minutes per job"),
+    for flag, kind, text in [("--partition", str, "SLURM partition"),
+                             ("--time", int, "minutes per job (its time limit)"),
                              ("--gpus", int, "GPUs per job"), ("--cpus", int, "CPUs per job"),
-                             ("--mem", int, "GB of memory per job")]:
+                             ("--mem", int, "GB of memory per job"),
+                             ("--array-parallelism", int, "array tasks at once"),
+                             ("--max-requeues", int, "requeues of a job that reaches its time limit"),
+                             ("--signal-delay", int, "seconds before its time limit that a job is signalled")]:
         p.add_argument(flag, type=kind, help=text + " (default: the profile's slurm section)")
     p.set_defaults(func=sweep)
     commands.add_parser("profiles", help="list the profiles and where each name resolves").set_defaults(func=profiles)

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['log', 'CONFIG_FILE', 'HISTORY_FILE', 'CHECKPOINT_FILE', 'BEST_FILE', 'TEST_METRICS_FILE', 'PER_SAMPLE_FILE',
            'HEATMAPS_FILE', 'DONE_FILE', 'LOCK_FILE', 'NOTEBOOK_FILE', 'CELL_FILE', 'CELL_LOCK_FILE', 'RUNNING_FILE',
-           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'atomic_write', 'write_json', 'read_json', 'exclusive',
-           'Run', 'is_done', 'read_history', 'load_run', 'collect_runs', 'tested_weights', 'tested_model',
-           'evaluation_heatmaps']
+           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'atomic_write', 'write_json',
+           'read_json', 'exclusive', 'Run', 'is_done', 'read_history', 'load_run', 'collect_runs', 'tested_weights',
+           'tested_model', 'evaluation_heatmaps']
 
 # %% ../nbs/21_runs.ipynb #d26fd222
 import fcntl, json, logging, os
@@ -30,7 +30,7 @@ CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, BEST_FILE = "config.json", "history.
 TEST_METRICS_FILE, PER_SAMPLE_FILE, HEATMAPS_FILE = "test_metrics.json", "per_sample.csv", "heatmaps.npz"
 DONE_FILE, LOCK_FILE, NOTEBOOK_FILE = "DONE", ".lock", "train.ipynb"
 CELL_FILE, CELL_LOCK_FILE, RUNNING_FILE, FAILED_FILE = "cell.json", ".cell.lock", "RUNNING.json", "FAILED.json"
-CELL_RESULT_FILE, ATTEMPTS_FILE = "cell_result.json", "attempts.jsonl"
+CELL_RESULT_FILE, ATTEMPTS_FILE, SUBMITTED_FILE = "cell_result.json", "attempts.jsonl", "SUBMITTED.json"
 
 # %% ../nbs/21_runs.ipynb #42971b0a
 def atomic_write(path, write) -> Path:

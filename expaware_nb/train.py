@@ -310,10 +310,9 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict, state: dict, device):
     for epoch in range(state["start"], config.epochs + 1):
         t0 = time.time()
         splits["train"].set_epoch(epoch)
+        order = _epoch_generator(config.seed, epoch)
         loader = torch.utils.data.DataLoader(splits["train"], batch_size=config.batch_size, collate_fn=collate,
-                                             shuffle=True,
-                                             generator=_epoch_generator(config.seed, epoch),
-                                             num_workers=config.num_workers)
+                                             shuffle=True, generator=order, num_workers=config.num_workers)
         desc = f"epoch {epoch}/{config.epochs}"
         row = {"epoch": epoch, **_train_epoch(model, loader, optimizer, config, device, features_fn, desc)}
         row.update(_validate(model, val_loader, config, device), seconds=time.time() - t0)

@@ -82,8 +82,19 @@ def _check_transfer_syntax(ds, path):
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     log.warning("%s: no Transfer Syntax UID; read as uncompressed little endian", path)
 
+def _dcmread(path: Path):
+    "The dataset of `path`; a file without the DICOM preamble and `DICM` prefix is read again with `force=True`."
+    try: return pydicom.dcmread(path)
+    except InvalidDicomError as e:
+        if "DICM" not in str(e): raise
+    ds = pydicom.dcmread(path, force=True)
+    if "Rows" not in ds and "PixelData" not in ds:
+        raise InvalidDicomError("no DICOM preamble, and no image when forced")
+    log.warning("%s: no DICOM preamble; read with force=True", path)
+    return ds
+
 def _read_dicom(path: Path) -> np.ndarray:
-    try: ds = pydicom.dcmread(path)
+    try: ds = _dcmread(path)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
         raise XrayReadError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from None
     try: return _decode(ds, path)

@@ -66,7 +66,8 @@ def order_problems(notebooks: list) -> list:
         code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         used = set(re.findall(r"expaware_nb\.(\w+)", code)) | set(re.findall(r"from expaware_nb import (\w+)", code))
         for later in sorted(u for u in used if u in number and u != own and number[u] >= number[own]):
-            problems.append(f"{nb.relative_to(ROOT)}: uses expaware_nb.{later}, which comes later (notebook {number[later]:02d})")
+            problems.append(f"{nb.relative_to(ROOT)}: uses expaware_nb.{later}, which comes later (notebook "
+                            f"{number[later]:02d})")
     return problems
 
 
