@@ -161,9 +161,11 @@ def test_job_array_cancel_and_resubmit(slurm, tmp_path):
 
 
 def test_time_limit_requeues_until_done(slurm, tmp_path):
-    grid = [*GRID, "--set", "formulations=[logit_sqr]", "--set", "epochs=45"]     # about 30 s of training
+    grid = [*GRID, "--set", "formulations=[logit_sqr]", "--set", "epochs=70"]     # about 45 s of training
+    # the signal comes 30 s into each 1-minute job: late enough that the job's Python has installed submitit's
+    # handler even on a loaded machine (a signal before that kills the job instead of requeueing it)
     out = expaware("sweep", "demo", "--runs", "runs", "--backend", "slurm", "--cpus", "1", "--time", "1",
-                   "--signal-delay", "40", "--max-requeues", "10", *grid, cwd=tmp_path, env=slurm)
+                   "--signal-delay", "30", "--max-requeues", "10", *grid, cwd=tmp_path, env=slurm)
     assert "submitted 1 cells as SLURM job(s)" in out, out
     run_dir = cell_dir(tmp_path / "runs", "logit_sqr")
     job, shown = read_json(run_dir / "SUBMITTED.json")["job_id"], []
