@@ -57,7 +57,9 @@ def sweep(args) -> int:
         status = sweep_status(runs)
         print(status_report(status))
         print(f"\nresults table ({len(table)} finished runs): {runs / 'results.csv'}")
-        return 1 if (status.state == "failed").any() else 0
+        errors = _render(runs, args.figures, 1, notebooks=profile["report"]) if profile["report"] and len(table) else {}
+        if profile["report"] and len(table): print(f"report ({', '.join(profile['report'])}): {args.figures}/")
+        return 1 if (status.state == "failed").any() or errors else 0
     return 0
 
 def profiles(args) -> int:
@@ -75,19 +77,21 @@ def status(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #de0e7aa6
-def _render(runs: Path, figures: Path, workers: int, score: str = "common", top_k_rule: str = "positive") -> dict:
-    "Render the paper notebooks; print progress and failures; return the failures."
-    from expaware_nb.render import render_paper
-    print(f"\nrendering the paper's figures and tables into {figures}/ ({score} score, {top_k_rule} top-k rule) ...",
-          flush=True)
-    errors = {name: e for name, e in render_paper(runs, figures, workers, score, top_k_rule).items() if e}
+def _render(runs: Path, figures: Path, workers: int, score: str = "common", top_k_rule: str = "positive",
+            notebooks=None) -> dict:
+    "Render the paper notebooks (or `notebooks`); print progress and failures; return the failures."
+    from expaware_nb.render import PAPER_NOTEBOOKS, render_paper
+    notebooks = list(notebooks or PAPER_NOTEBOOKS)
+    print(f"\nrendering {', '.join(notebooks) if len(notebooks) < 3 else 'the paper notebooks'} into {figures}/ "
+          f"({score} score, {top_k_rule} top-k rule) ...", flush=True)
+    errors = {n: e for n, e in render_paper(runs, figures, workers, score, top_k_rule, notebooks).items() if e}
     for name, e in errors.items(): print(f"  FAILED {name}: {e} (see {runs / '_paper' / (name + '.ipynb')})")
     return errors
 
 def paper(args) -> int:
     "Execute the paper notebooks on a runs folder: figures, tables and claims under one reading."
     if not args.runs.is_dir(): raise FileNotFoundError(f"no runs folder {args.runs}")
-    errors = _render(args.runs, args.figures, args.workers, args.score, args.top_k_rule)
+    errors = _render(args.runs, args.figures, args.workers, args.score, args.top_k_rule, args.notebooks)
     _where(args.figures, args.runs)
     return 1 if errors else 0
 
@@ -160,6 +164,8 @@ def _sweep_commands(commands):
                              ("--max-requeues", int, "requeues of a job that reaches its time limit"),
                              ("--signal-delay", int, "seconds before its time limit that a job is signalled")]:
         p.add_argument(flag, type=kind, help=text + " (default: the profile's slurm section)")
+    p.add_argument("--figures", type=Path, default=Path("figures"),
+                   help="where the profile's report notebooks write (default: figures)")
     p.set_defaults(func=sweep)
     commands.add_parser("profiles", help="list the profiles and where each name resolves").set_defaults(func=profiles)
     p = commands.add_parser("status", help="state of every cell of a runs folder")
@@ -176,6 +182,8 @@ def _paper_commands(commands):
     p.add_argument("--top-k-rule", choices=["positive", "literal"], default="positive",
                    help="top-k selection of the metrics: zero pixels never selected (default) or Eq. 5 as printed")
     p.add_argument("--workers", type=int, default=2, help="notebooks at a time (default: 2)")
+    p.add_argument("--notebooks", nargs="+", metavar="NAME",
+                   help="paper notebooks to execute (default: the paper's; e.g. guidance for the guidance profile)")
     p.set_defaults(func=paper)
     p = commands.add_parser("demo", help="run the main job on the embedded synthetic data")
     p.add_argument("--runs", type=Path, help="runs folder (default: runs/demo)")

@@ -7,7 +7,7 @@ __all__ = ['METRICS', 'EXPLANATION_METRICS', 'SCORES_READ', 'TOP_K_RULES', 'EARL
            'early_val_change', 'load_results', 'summary_table', 'to_markdown', 'save_table']
 
 # %% ../nbs/40_results.ipynb #bc2f1262
-import math
+import math, warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +56,17 @@ def _select_reading(table: pd.DataFrame, score: str, top_k_rule: str) -> pd.Data
         out[name] = values
     return out
 
-def load_results(runs_dir, score: str = "common", top_k_rule: str = "positive") -> pd.DataFrame:
+def load_results(runs_dir, score: str = "common", top_k_rule: str = "positive",
+                 paper_only: bool = True) -> pd.DataFrame:
     "Every finished run under `runs_dir`: grid, the paper's metrics under one reading, summaries of its history."
     reading_columns(score, top_k_rule)
     table = collect_runs(runs_dir)
     if table.empty: raise FileNotFoundError(f"no finished run under {runs_dir}")
+    other = (table.guidance != "topk") | (table.attribution != "gradcam")
+    if paper_only and other.any():
+        warnings.warn(f"{runs_dir}: {other.sum()} runs with another guidance loss or attribution left out "
+                      f"(the paper's analyses read the paper's method)", stacklevel=2)
+        table = table[~other].reset_index(drop=True)
     table = _select_reading(table, score, top_k_rule)
     histories = [read_history(p).val_accuracy for p in table.path]
     table["peak_val_accuracy"] = [h.max() for h in histories]

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .gradcam import ABBREVIATIONS, explanation_score, grad_cam
+from .gradcam import ABBREVIATIONS, explanation_score
+from .attribution import attribution_map, forward_taps
 from .model import build_model
 from .saliency import normalize
 
@@ -106,6 +107,7 @@ def collect_runs(runs_dir) -> pd.DataFrame:
         config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / TEST_METRICS_FILE)
         checkpoint = metrics.pop("checkpoint", {})
         rows.append({"id": run_dir.name, "disease": config["disease"], "formulation": config["formulation"],
+                     "guidance": config.get("guidance", "topk"), "attribution": config.get("attribution", "gradcam"),
                      "alpha": config["alpha"], "seed": config["seed"], **metrics,
                      "checkpoint_epoch": checkpoint.get("epoch"), "path": str(run_dir)})
     return pd.DataFrame(rows)
@@ -126,14 +128,30 @@ def tested_model(run_dir, device="cpu"):
     return model.to(device).eval()
 
 # %% ../nbs/21_runs.ipynb #792ae306
-def evaluation_heatmaps(model, x, scores: dict, amp: bool = False) -> tuple:
-    "A batch's logits `[B, 2]` and `{name: normalised heatmap [B, h, w] on the CPU}`, one per named score."
+def _reading(value) -> tuple:
+    "`(score, attribution)` of a reading given as a score (Grad-CAM on the final map) or as that pair."
+    return (value, "gradcam") if isinstance(value, str) else tuple(value)
+
+_ON_FEATURES = ("gradcam", "ixg_features")                # attributions read on the final feature map
+
+def evaluation_heatmaps(model, x, scores: dict, amp: bool = False, with_raw: bool = False) -> tuple:
+    "A batch's logits `[B, 2]` and `{name: normalised heatmap [B, h, w] on the CPU}` per named reading (and raw maps)."
     model.eval()
+    readings = {name: _reading(value) for name, value in scores.items()}
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         features = model.features(x)
     features = features.detach().float().requires_grad_()
+    raw = {}
     with torch.enable_grad():
         logits = model.head(features).float()
-        maps = {name: normalize(grad_cam(features, explanation_score(logits, score), create_graph=False)).cpu()
-                for name, score in scores.items()}
-    return logits.detach(), maps
+        for name, (score, attribution) in readings.items():
+            if attribution in _ON_FEATURES:
+                raw[name] = attribution_map(features, explanation_score(logits, score), attribution, create_graph=False)
+        for attribution in {a for _, a in readings.values()} - set(_ON_FEATURES):
+            _, own_logits, tap = forward_taps(model, x.float(), attribution)
+            for name, (score, a) in readings.items():
+                if a == attribution:
+                    own_score = explanation_score(own_logits.float(), score)
+                    raw[name] = attribution_map(tap, own_score, a, create_graph=False)
+    maps = {name: normalize(raw[name]).cpu() for name in readings}
+    return (logits.detach(), maps, {n: m.cpu() for n, m in raw.items()}) if with_raw else (logits.detach(), maps)

@@ -27,13 +27,13 @@ from .synth import SYNTHETIC_VERSION
 from .runs import (ATTEMPTS_FILE, CELL_FILE, CELL_LOCK_FILE, CELL_RESULT_FILE, CHECKPOINT_FILE, CONFIG_FILE,
                               FAILED_FILE, HISTORY_FILE, NOTEBOOK_FILE, RUNNING_FILE, SUBMITTED_FILE, atomic_write,
                               collect_runs, is_done, read_json, write_json)
-from .train import MACHINERY, TrainConfig
+from .train import ADDED_FIELDS, MACHINERY, TrainConfig
 
 log = logging.getLogger("expaware_nb.sweep")
 
 # %% ../nbs/30_sweep.ipynb #c313e9b2
-PROFILE_KEYS = ("name", "data", "synthetic", "cache_dir", "runs", "diseases", "formulations", "alphas", "seeds",
-                "bce_per_alpha", "train", "slurm")
+PROFILE_KEYS = ("name", "data", "synthetic", "cache_dir", "runs", "diseases", "formulations", "guidance",
+                "attributions", "alphas", "seeds", "bce_per_alpha", "train", "slurm", "report")
 SLURM_OPTIONS = ("partition", "time_min", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism",
                  "max_requeues", "signal_delay_s")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -79,8 +79,9 @@ def load_profile(name, overrides=()) -> dict:
     unknown = set(profile) - set(PROFILE_KEYS)
     if unknown: raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}; valid: {', '.join(PROFILE_KEYS)}")
     profile = {"name": path.stem, "synthetic": None, "cache_dir": "data/cache", "runs": f"runs/{path.stem}",
-               "formulations": list(FORMULATIONS), "alphas": [.25, .5, .75, 1.], "seeds": [0], "bce_per_alpha": False,
-               "train": {}, "slurm": {}, **profile}
+               "formulations": list(FORMULATIONS), "guidance": ["topk"], "attributions": ["gradcam"],
+               "alphas": [.25, .5, .75, 1.], "seeds": [0], "bce_per_alpha": False, "train": {}, "slurm": {},
+               "report": [], **profile}
     for o in overrides: apply_override(profile, o)
     for key in ("data", "diseases"):
         if not profile.get(key): raise ValueError(f"profile {path}: {key!r} is required")
@@ -102,11 +103,13 @@ def _slug(text: str) -> str: return re.sub(r"[^a-z0-9]+", "-", text.lower()).str
 
 def cell_id(config: TrainConfig, data_label: str | None = None) -> str:
     "Stable, readable id of a run configuration."
-    identity = {k: v for k, v in dataclasses.asdict(config).items() if k not in MACHINERY}
+    identity = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in MACHINERY and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     if data_label is not None: identity["data"] = data_label
     if config.synthetic is not None: identity["synthetic_version"] = SYNTHETIC_VERSION      # other data: other runs
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{_slug(config.disease)}__{config.formulation}__a{config.alpha:g}__s{config.seed}__{digest}"
+    method = "".join(f"__{getattr(config, k)}" for k in ADDED_FIELDS if getattr(config, k) != ADDED_FIELDS[k])
+    return f"{_slug(config.disease)}__{config.formulation}{method}__a{config.alpha:g}__s{config.seed}__{digest}"
 
 def expand(profile: dict, base_dir=".") -> list:
     "The cells of a profile, in a stable order; every configuration is checked before anything runs."
@@ -118,9 +121,11 @@ def expand(profile: dict, base_dir=".") -> list:
         for seed in profile["seeds"]:
             for formulation in profile["formulations"]:
                 alphas = [0.] if formulation == "bce" and not profile["bce_per_alpha"] else profile["alphas"]
-                for alpha in alphas:
-                    config = TrainConfig(**common, disease=disease, formulation=formulation, alpha=float(alpha),
-                                         seed=int(seed))
+                methods = [("topk", "gradcam")] if formulation == "bce" else \
+                    [(g, a) for g in profile["guidance"] for a in profile["attributions"]]
+                for (guidance, attribution), alpha in ((m, a) for m in methods for a in alphas):
+                    config = TrainConfig(**{**common, "guidance": guidance, "attribution": attribution},
+                                         disease=disease, formulation=formulation, alpha=float(alpha), seed=int(seed))
                     cells.append(Cell(cell_id(config, profile["data"]), config))
     return cells
 
