@@ -8,7 +8,7 @@ __all__ = ['PAPER_NOTEBOOKS', 'paper_notebook', 'declared_parameters', 'render_p
 # %% ../nbs/45_render.ipynb #8febe417
 from pathlib import Path
 
-from .sweep import packaged, redirect_stderr
+from .sweep import clear_namespace, packaged, redirect_stderr, worker_kernel
 
 # %% ../nbs/45_render.ipynb #d7fe0716
 PAPER_NOTEBOOKS = ("fig1_annotation_mask", "fig2_training_dynamics", "fig3_heatmaps", "fig4_alpha", "fig5_formulations",
@@ -33,8 +33,10 @@ def _render_one(name: str, runs_dir: str, figures_dir: str, reading: dict) -> tu
     given = {"runs_dir": str(Path(runs_dir).resolve()), "figures_dir": str(Path(figures_dir).resolve()), **reading}
     declared = declared_parameters(name)
     try:
+        km = worker_kernel()                                  # one kernel per worker, cleared between notebooks
+        clear_namespace(km)
         pm.execute_notebook(str(paper_notebook(name)), str(out), kernel_name="python3", progress_bar=False,
-                            parameters={k: v for k, v in given.items() if k in declared})
+                            parameters={k: v for k, v in given.items() if k in declared}, km=km)
         return name, None
     except Exception as e: return name, f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
 

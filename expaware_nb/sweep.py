@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['log', 'PROFILE_KEYS', 'SLURM_OPTIONS', 'TRAIN_FIELDS', 'TRAIN_NOTEBOOK', 'NOTEBOOK_PARAMETERS', 'STATUS_COLUMNS',
            'packaged', 'find_profile', 'list_profiles', 'apply_override', 'load_profile', 'Cell', 'cell_id', 'expand',
-           'notebook_parameters', 'write_cell', 'noting_sigterm', 'run_cell', 'cell_state', 'slurm_job_states',
-           'sweep_status', 'status_report', 'gpu_count', 'redirect_stderr', 'run_local', 'CellJob', 'run_submitit',
-           'sweep_timing', 'prepare', 'sweep']
+           'notebook_parameters', 'write_cell', 'noting_sigterm', 'worker_kernel', 'clear_namespace', 'run_cell',
+           'cell_state', 'slurm_job_states', 'sweep_status', 'status_report', 'gpu_count', 'redirect_stderr',
+           'run_local', 'CellJob', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
 
 # %% ../nbs/30_sweep.ipynb #cbfe6feb
 import dataclasses, fcntl, hashlib, json, logging, os, re, shutil, signal, socket, subprocess, threading, time
@@ -186,13 +186,45 @@ def noting_sigterm(flag: dict):
     try: yield
     finally: signal.signal(signal.SIGTERM, previous)
 
-def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict) -> dict | None:
+_KERNEL = {}           # the kernel this process reuses across cells (run_local's workers), under "km"
+
+def _shutdown_worker_kernel():
+    km = _KERNEL.pop("km", None)
+    if km is not None:
+        try: km.shutdown_kernel(now=True)
+        except Exception: pass
+
+def worker_kernel():
+    "This process's python3 kernel, started on first use and kept for the next cell; a dead one is replaced."
+    from multiprocessing.util import Finalize
+    from jupyter_client.manager import KernelManager
+    km = _KERNEL.get("km")
+    if km is not None and km.is_alive(): return km
+    if km is None: Finalize(None, _shutdown_worker_kernel, exitpriority=10)     # when the worker process exits
+    else: _shutdown_worker_kernel()
+    km = _KERNEL["km"] = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    return km
+
+def clear_namespace(km):
+    "Delete every variable the previous notebook left in the kernel (`%reset -f`); imported modules stay loaded."
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("%reset -f", store_history=False, timeout=60, output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok": raise RuntimeError(f"could not clear the kernel: {reply['content']}")
+    finally: kc.stop_channels()
+
+def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict, reuse_kernel: bool = False) -> dict | None:
     "Run the training notebook, retrying a kernel that failed to start; the failure record, or None when it ran."
     import papermill as pm
     for attempt in range(1, attempts + 1):
         try:
+            km = worker_kernel() if reuse_kernel else None
+            if km is not None: clear_namespace(km)
             pm.execute_notebook(str(TRAIN_NOTEBOOK), str(run_dir / NOTEBOOK_FILE), kernel_name="python3",
-                                parameters=notebook_parameters(cell.config, run_dir), progress_bar=False)
+                                parameters=notebook_parameters(cell.config, run_dir), progress_bar=False, km=km)
             return None
         except Exception as e:
             if flag.get("terminated"):                       # stopped by the scheduler: interrupted, not failed
@@ -206,7 +238,7 @@ def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict) -> 
             _log_attempt(run_dir, {"event": "failed", **me, "error": failure["error"]})
             return failure
 
-def run_cell(cell: Cell, runs_dir, attempts: int = 3) -> dict:
+def run_cell(cell: Cell, runs_dir, attempts: int = 3, reuse_kernel: bool = False) -> dict:
     "Run one cell unless finished or running elsewhere; never raises for a failing run. Returns what happened."
     run_dir = write_cell(cell, runs_dir)
     with open(run_dir / CELL_LOCK_FILE, "a") as lock:
@@ -219,7 +251,7 @@ def run_cell(cell: Cell, runs_dir, attempts: int = 3) -> dict:
         _log_attempt(run_dir, {"event": "start", **me})
         t0 = time.time()
         try:
-            with noting_sigterm(flag): failure = _execute(cell, run_dir, attempts, me, flag)
+            with noting_sigterm(flag): failure = _execute(cell, run_dir, attempts, me, flag, reuse_kernel)
         except BaseException as e:                       # e.g. submitit exiting after it requeued a timed-out job
             _log_attempt(run_dir, {"event": "stopped", **me, "by": type(e).__name__}); raise
         finally: (run_dir / RUNNING_FILE).unlink(missing_ok=True)
@@ -341,7 +373,7 @@ def run_local(cells: list, runs_dir, workers: int = 1, progress: bool = True) ->
     log_dir = str(Path(runs_dir) / "_logs")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(slots, n_gpus, threads, log_dir)) as pool:
-        for future in as_completed([pool.submit(run_cell, c, runs_dir) for c in pending]):
+        for future in as_completed([pool.submit(run_cell, c, runs_dir, reuse_kernel=True) for c in pending]):
             result = future.result()
             results.append(result); bar.update(1)
             tail = f" ({result['seconds']:.0f}s)" if "seconds" in result else f": {result.get('error', '')}"

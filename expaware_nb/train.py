@@ -183,8 +183,9 @@ def _rng_state(device) -> dict:
     return state
 
 def _set_rng_state(state: dict, device):
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state: torch.cuda.set_rng_state_all(state["cuda"])
+    "Restore `_rng_state`; the checkpoint was loaded onto `device`, but RNG states are set from CPU byte tensors."
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state: torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 def _git_commit() -> str | None:
     try:
@@ -345,7 +346,8 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict, state: dict, device):
         splits["train"].set_epoch(epoch)
         order = _epoch_generator(config.seed, epoch)
         loader = torch.utils.data.DataLoader(splits["train"], batch_size=config.batch_size, collate_fn=collate,
-                                             shuffle=True, generator=order, num_workers=config.num_workers)
+                                             shuffle=True, generator=order, num_workers=config.num_workers,
+                                             pin_memory=device.type == "cuda")  # asynchronous copies to the GPU
         desc = f"epoch {epoch}/{config.epochs}"
         row = {"epoch": epoch, **_train_epoch(model, loader, optimizer, config, device, features_fn, desc)}
         row.update(_validate(model, val_loader, config, device), seconds=time.time() - t0)

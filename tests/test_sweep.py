@@ -89,3 +89,16 @@ def test_submitit_local_executor(root, reference):
     runs = root / "submitit"
     table = sweep(load_profile("demo", overrides(root)), runs, backend="submitit-local", progress=False)
     assert len(table) == 7 and (sweep_status(runs).state == "done").all()
+    pd.testing.assert_frame_equal(results(runs), reference)    # one fresh kernel per cell = one kernel per worker
+
+
+def first_execution_count(run_dir):
+    cells = json.loads((run_dir / "train.ipynb").read_text())["cells"]
+    return min(c["execution_count"] for c in cells if c["cell_type"] == "code" and c.get("execution_count"))
+
+
+def test_local_workers_reuse_their_kernels(root, reference):
+    counts = [first_execution_count(d) for d in (root / "reference").iterdir() if (d / "DONE").exists()]
+    assert len(counts) == 7 and min(counts) == 1 and max(counts) > 1       # later cells ran in a kernel already used
+    fresh = [first_execution_count(d) for d in (root / "submitit").iterdir() if (d / "DONE").exists()]
+    assert fresh == [1] * 7
