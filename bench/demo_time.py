@@ -21,6 +21,7 @@ import pandas as pd
 from expaware_nb.annotations import read_annotations
 from expaware_nb.cache import build_cache
 from expaware_nb.render import render_paper
+from expaware_nb.runs import ATTEMPTS_FILE, CELL_RESULT_FILE, read_history, read_json
 from expaware_nb.sweep import expand, load_profile, sweep
 from expaware_nb.synth import make_synthetic_dataset
 
@@ -34,11 +35,11 @@ def timed(fn, *args, **kwargs) -> tuple:
 def cell_times(runs: Path) -> pd.DataFrame:
     "One row per finished cell: wall, epochs, fixed = wall - epochs, and whether it was its worker's first cell."
     rows = []
-    for result in runs.glob("*/cell_result.json"):
+    for result in runs.glob(f"*/{CELL_RESULT_FILE}"):
         run = result.parent
-        starts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines() if '"start"' in line]
-        wall = json.loads(result.read_text())["seconds"]
-        epochs = pd.read_csv(run / "history.csv").seconds.sum()
+        starts = [json.loads(line) for line in (run / ATTEMPTS_FILE).read_text().splitlines() if '"start"' in line]
+        wall = read_json(result)["seconds"]
+        epochs = read_history(run).seconds.sum()
         rows.append({"id": run.name, "pid": starts[-1]["pid"], "started": starts[-1]["time"], "wall": wall,
                      "epochs": epochs, "fixed": wall - epochs})
     table = pd.DataFrame(rows).sort_values("started")

@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torchvision
 
@@ -63,7 +62,8 @@ from expaware_nb.cache import build_cache
 from expaware_nb.dataset import XrayDataset, collate, to_network_input
 from expaware_nb.metrics import all_saliency_precision, annotation_coverage, top_saliency_precision
 from expaware_nb.model import build_model, feature_map_size
-from expaware_nb.runs import evaluation_heatmaps
+from expaware_nb.runs import (CHECKPOINT_FILE, HISTORY_FILE, TEST_METRICS_FILE, evaluation_heatmaps, read_history,
+                              read_json, write_json as write_json_atomically)
 from expaware_nb.saliency import boxes_to_mask
 from expaware_nb.synth import make_synthetic_dataset
 from expaware_nb.train import TrainConfig, evaluate, loss_terms
@@ -789,8 +789,7 @@ def train_to_end(config: TrainConfig, run_dir: Path, deadline: float) -> dict:
 
 
 def epochs_done(run_dir: Path) -> int:
-    try: return max(len((run_dir / "history.csv").read_text().splitlines()) - 1, 0)
-    except FileNotFoundError: return 0
+    return len(read_history(run_dir)) if (run_dir / HISTORY_FILE).exists() else 0
 
 
 def train_and_kill(config: TrainConfig, run_dir: Path, after: int, deadline: float) -> dict:
@@ -816,9 +815,9 @@ def max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare_runs(a: Path, b: Path, tolerance: float) -> dict:
     "History (without timings), final weights (checkpoint) and test metrics of two run folders."
-    ha, hb = (pd.read_csv(d / "history.csv").drop(columns="seconds") for d in (a, b))
-    wa, wb = (torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=True)["model"] for d in (a, b))
-    ma, mb = (json.loads((d / "test_metrics.json").read_text()) for d in (a, b))
+    ha, hb = (read_history(d).drop(columns="seconds") for d in (a, b))
+    wa, wb = (torch.load(d / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["model"] for d in (a, b))
+    ma, mb = (read_json(d / TEST_METRICS_FILE) for d in (a, b))
     numeric = sorted(k for k, v in ma.items()
                      if isinstance(v, (int, float)) and not k.startswith(("seconds", "epochs_run")))
     out = {"history": {"bit_identical": ha.equals(hb),
@@ -870,17 +869,10 @@ SECTIONS = (("throughput", throughput_section), ("packing", packing_section), ("
 
 
 def write_json(path, report: dict):
-    "Write the report atomically: a temporary file in the same folder, renamed onto `path`."
+    "Write the report (without its private `_` keys) atomically, with the package's own JSON writer."
     if path is None: return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    public = {k: v for k, v in report.items() if not k.startswith("_")}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f: json.dump(public, f, indent=1, default=str)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(path, {k: v for k, v in report.items() if not k.startswith("_")})
 
 
 def section_cap(setting: Setting, name: str) -> float:
