@@ -127,7 +127,7 @@ def marker_table(cue: pd.DataFrame) -> pd.DataFrame:
     for (formulation, guidance, attribution, alpha), g in cue.groupby(keys, sort=True, observed=True):
         test = directional(g.accuracy_cue_conflicts, "greater", shift=.5)
         rows.append({"method": method_label(str(formulation), guidance), "attribution": ATTRIBUTION_NAMES[attribution],
-                     "alpha": alpha, "n": test["n"], "accuracy": g.accuracy.median(),
+                     "alpha": alpha, "n": len(g), "accuracy": g.accuracy.median(),
                      "accuracy_cue_conflicts": test["estimate"], "p_value": test["p_for"],
                      "escapes_marker": verdict(test)})
     return pd.DataFrame(rows)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['METRICS', 'EXPLANATION_METRICS', 'SCORES_READ', 'TOP_K_RULES', 'EARLY_FRACTION', 'reading_columns',
-           'early_val_change', 'load_results', 'summary_table', 'to_markdown', 'save_table']
+           'early_val_fluctuation', 'load_results', 'summary_table', 'to_markdown', 'save_table']
 
 # %% ../nbs/40_results.ipynb #bc2f1262
 import math, warnings
@@ -33,12 +33,12 @@ def reading_columns(score: str = "common", top_k_rule: str = "positive") -> dict
 # %% ../nbs/40_results.ipynb #11c4d441
 EARLY_FRACTION = 1 / 3
 
-def early_val_change(val_accuracy, fraction: float = EARLY_FRACTION) -> float:
-    "Mean |change| of validation accuracy between consecutive epochs over the first `fraction` of the epochs."
+def early_val_fluctuation(val_accuracy, fraction: float = EARLY_FRACTION) -> float:
+    "Mean |v_t - (v_t-1 + v_t+1) / 2| of validation accuracy over the first `fraction` of the epochs (at least 3)."
     v = np.asarray(val_accuracy, dtype=float)
-    if len(v) < 2: return math.nan
-    last = max(2, math.ceil(fraction * len(v)))
-    return float(np.abs(np.diff(v[:last])).mean())
+    if len(v) < 3: return math.nan
+    v = v[:max(3, math.ceil(fraction * len(v)))]
+    return float(np.abs(v[1:-1] - (v[:-2] + v[2:]) / 2).mean())
 
 # %% ../nbs/40_results.ipynb #e5e0f139
 def _select_reading(table: pd.DataFrame, score: str, top_k_rule: str) -> pd.DataFrame:
@@ -70,7 +70,7 @@ def load_results(runs_dir, score: str = "common", top_k_rule: str = "positive",
     table = _select_reading(table, score, top_k_rule)
     histories = [read_history(p).val_accuracy for p in table.path]
     table["peak_val_accuracy"] = [h.max() for h in histories]
-    table["early_val_change"] = [early_val_change(h) for h in histories]
+    table["early_val_fluctuation"] = [early_val_fluctuation(h) for h in histories]
     table["abbreviation"] = table.formulation.map(ABBREVIATIONS)
     table["formulation"] = pd.Categorical(table.formulation, categories=FORMULATIONS, ordered=True)
     table.attrs["reading"] = {"score": score, "top_k_rule": top_k_rule}

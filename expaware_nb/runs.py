@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['log', 'CONFIG_FILE', 'HISTORY_FILE', 'CHECKPOINT_FILE', 'BEST_FILE', 'TEST_METRICS_FILE', 'PER_SAMPLE_FILE',
            'HEATMAPS_FILE', 'DONE_FILE', 'LOCK_FILE', 'NOTEBOOK_FILE', 'CELL_FILE', 'CELL_LOCK_FILE', 'RUNNING_FILE',
-           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'atomic_write', 'write_json',
-           'read_json', 'exclusive', 'Run', 'is_done', 'read_history', 'load_run', 'collect_runs', 'tested_weights',
-           'tested_model', 'evaluation_heatmaps']
+           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'MACHINERY', 'METHOD_FIELDS',
+           'atomic_write', 'write_json', 'read_json', 'exclusive', 'Run', 'is_done', 'read_history', 'load_run',
+           'training_draw', 'collect_runs', 'tested_weights', 'tested_model', 'evaluation_heatmaps']
 
 # %% ../nbs/21_runs.ipynb #d26fd222
-import fcntl, json, logging, os
+import fcntl, hashlib, json, logging, os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,16 @@ def load_run(run_dir) -> Run:
                pd.read_csv(run_dir / PER_SAMPLE_FILE), panel)
 
 # %% ../nbs/21_runs.ipynb #2f03d654
+MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
+METHOD_FIELDS = ("formulation", "alpha", "guidance", "attribution", "loss_mode")   # what differs inside a draw
+
+def training_draw(config: dict) -> str:
+    "The training draw a run belongs to: its disease and seed, and a hash of every other setting but method and machinery."
+    rest = {k: v for k, v in config.items() if k not in (*METHOD_FIELDS, *MACHINERY, "disease", "seed")}
+    if "data" in rest: rest["data"] = Path(str(rest["data"])).name
+    digest = hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{config['disease']}|s{config['seed']}|{digest}"
+
 def collect_runs(runs_dir) -> pd.DataFrame:
     "The results table: one row per finished run under `runs_dir`, grid coordinates then test metrics."
     rows = []
@@ -108,7 +118,7 @@ def collect_runs(runs_dir) -> pd.DataFrame:
         checkpoint = metrics.pop("checkpoint", {})
         rows.append({"id": run_dir.name, "disease": config["disease"], "formulation": config["formulation"],
                      "guidance": config.get("guidance", "topk"), "attribution": config.get("attribution", "gradcam"),
-                     "alpha": config["alpha"], "seed": config["seed"], **metrics,
+                     "alpha": config["alpha"], "seed": config["seed"], "unit": training_draw(config), **metrics,
                      "checkpoint_epoch": checkpoint.get("epoch"), "path": str(run_dir)})
     return pd.DataFrame(rows)
 

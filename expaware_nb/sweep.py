@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from .gradcam import FORMULATIONS
 from .synth import SYNTHETIC_VERSION
 from .runs import (ATTEMPTS_FILE, CELL_FILE, CELL_LOCK_FILE, CELL_RESULT_FILE, CHECKPOINT_FILE, CONFIG_FILE,
-                              FAILED_FILE, HISTORY_FILE, NOTEBOOK_FILE, RUNNING_FILE, SUBMITTED_FILE, atomic_write,
-                              collect_runs, is_done, read_json, write_json)
-from .train import ADDED_FIELDS, MACHINERY, TrainConfig
+                              FAILED_FILE, HISTORY_FILE, MACHINERY, NOTEBOOK_FILE, RUNNING_FILE, SUBMITTED_FILE,
+                              atomic_write, collect_runs, is_done, read_json, write_json)
+from .train import ADDED_FIELDS, TrainConfig
 
 log = logging.getLogger("expaware_nb.sweep")
 

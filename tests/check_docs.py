@@ -7,6 +7,7 @@
 4. Every relative Markdown link of a notebook to another notebook or file of the repository resolves.
 5. Nothing the repository ships points outside it (to a shared folder or notes file that a clone does
    not have) or to a numbered issue of the project's tracker.
+6. The README's generated tables are their saved outputs (tools/readme_tables.py --check).
 
 Prints one line per problem (file, cell, what) and exits 1 if there is any. Run from anywhere."""
 import json, re, subprocess, sys
@@ -87,6 +88,9 @@ def main() -> int:
                        and ".ipynb_checkpoints" not in f.parts)
     problems = [p for nb in notebooks for p in notebook_problems(nb)] + order_problems(notebooks)
     problems += [p for f in sorted(files) for p in reference_problems(f)]
+    readme = subprocess.run([sys.executable, str(ROOT / "tools/readme_tables.py"), "--check"], capture_output=True,
+                            text=True)
+    if readme.returncode: problems.append(readme.stderr.strip())
     for p in problems: print(f"FAIL: {p}", file=sys.stderr)
     if not problems: print(f"{len(notebooks)} notebooks read as documents; nothing points outside the repository")
     return 1 if problems else 0
