@@ -30,7 +30,7 @@ def write_dataset(folder: Path, n: int) -> pd.DataFrame:
     for i in range(n):
         path = folder / f"img{i:04d}.dicom"
         if not path.exists():
-            small, _ = synthetic_case(rng, H // 5, W // 5, ["Cardiomegaly"], cue=False)
+            small, _ = synthetic_case(rng, H // 5, W // 5, {"Cardiomegaly": 1})
             big = np.repeat(np.repeat(small, 5, 0), 5, 1) + rng.normal(0, .002, (H, W)).astype(np.float32)
             to_dicom(big, f"img{i:04d}", monochrome1=i % 2 == 1).save_as(path, enforce_file_format=True)
         rows.append({"image_id": f"img{i:04d}", "path": str(path)})

@@ -35,7 +35,7 @@ def timed(fn, *args, **kwargs) -> tuple:
 def cell_times(runs: Path) -> pd.DataFrame:
     "One row per finished cell: wall, epochs, fixed = wall - epochs, and whether it was its worker's first cell."
     rows = []
-    for result in runs.glob(f"*/{CELL_RESULT_FILE}"):
+    for result in runs.glob(f"**/{CELL_RESULT_FILE}"):
         run = result.parent
         starts = [json.loads(line) for line in (run / ATTEMPTS_FILE).read_text().splitlines() if '"start"' in line]
         wall = read_json(result)["seconds"]
@@ -69,7 +69,8 @@ def main():
         _, phases["cache"] = timed(build_cache, read_annotations(config.data), config.cache_dir,
                                    size=config.image_size, progress=False)
         _, phases["runs"] = timed(sweep, profile, profile["runs"], workers=a.workers, progress=False)
-        errors, phases["paper"] = timed(render_paper, Path(profile["runs"]), root / "figures", min(2, a.workers))
+        world_runs = Path(profile["runs"]) / profile["worlds"][0] if profile["worlds"] else Path(profile["runs"])
+        errors, phases["paper"] = timed(render_paper, world_runs, root / "figures", min(2, a.workers))
         failed = {name: e for name, e in errors.items() if e}
         cells = cell_times(Path(profile["runs"]))
     finally:

@@ -83,15 +83,24 @@ def reading_differences(common: pd.DataFrame, own: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 # %% ../nbs/44_beyond.ipynb #caaa67fe
+def _ground_truth(run_dir: Path) -> Path | None:
+    "The synthetic ground truth of a run: next to its data, else the nearest copy in the folders above the run."
+    beside_data = Path(read_json(run_dir / CONFIG_FILE)["data"]) / "ground_truth.csv"
+    if beside_data.exists(): return beside_data
+    return next((p / "ground_truth.csv" for p in run_dir.parents if (p / "ground_truth.csv").exists()), None)
+
 def cue_robustness(results: pd.DataFrame) -> pd.DataFrame:
-    "Per run: accuracy where the synthetic marker agrees with the label and where it conflicts; empty for real data."
-    rows = []
+    "Per run: accuracy where the marker of its finding agrees with the label and where it conflicts; empty without."
+    rows, truths = [], {}
     for r in results.itertuples():
-        truth_file = Path(read_json(Path(r.path) / CONFIG_FILE)["data"]) / "ground_truth.csv"
-        if not truth_file.exists(): continue
-        cue = pd.read_csv(truth_file).groupby("image_id").cue.first()
+        truth_file = _ground_truth(Path(r.path))
+        if truth_file is None: continue
+        if truth_file not in truths: truths[truth_file] = pd.read_csv(truth_file, keep_default_na=False)
+        truth = truths[truth_file]
+        if (truth.cues == "").all(): continue                                      # the clean world: no marker
+        markers = truth.groupby("image_id").cues.first().str.split("|")
         s = pd.read_csv(Path(r.path) / PER_SAMPLE_FILE)
-        s["cue"] = s.image_id.map(cue).astype(bool)
+        s["cue"] = s.image_id.map(markers).map(lambda m: r.disease in m if isinstance(m, list) else False)
         agrees = s.cue == (s.label == 1)
         rows.append({"formulation": r.formulation, "abbreviation": ABBREVIATIONS[str(r.formulation)],
                      "guidance": getattr(r, "guidance", "topk"), "attribution": getattr(r, "attribution", "gradcam"),

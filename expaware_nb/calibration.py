@@ -7,7 +7,7 @@ __all__ = ['NOISE_SD', 'DISEASE_LEVELS', 'HEATMAP_CLASS', 'EQUIVALENCE_AT_NULL',
            'SCENARIOS', 'NULL_SCENARIOS', 'no_effect', 'margin_effects', 'paper_effects', 'simulate_results',
            'calibrate', 'calibration_table', 'calibration_failures']
 
-# %% ../nbs/47_calibration.ipynb #cec68b83
+# %% ../nbs/47_calibration.ipynb #37173b1f
 import math
 from concurrent.futures import ProcessPoolExecutor
 
@@ -17,7 +17,7 @@ import pandas as pd
 from .claims import CLAIM_KEYS, claims_table
 from .gradcam import FORMULATIONS
 
-# %% ../nbs/47_calibration.ipynb #4cfed667
+# %% ../nbs/47_calibration.ipynb #d82fa0ac
 NOISE_SD = {"accuracy": .015, "peak_val_accuracy": .003, "early_val_fluctuation": .004, "coverage": .03,
             "top_precision": .03, "all_precision": .03}
 DISEASE_LEVELS = {"accuracy": (.8, .84), "peak_val_accuracy": (.8, .88), "early_val_fluctuation": (.02, .02),
@@ -59,7 +59,7 @@ SCENARIOS = {"gaussian": dict(noise="gaussian", shared=0., effects=no_effect),
              "paper": dict(noise="gaussian", shared=0., effects=paper_effects)}
 NULL_SCENARIOS = ("gaussian", "skewed", "shared")
 
-# %% ../nbs/47_calibration.ipynb #0d92c4b4
+# %% ../nbs/47_calibration.ipynb #b08d6045
 def _noise(rng, kind: str, size: int) -> np.ndarray:
     return rng.normal(size=size) if kind == "gaussian" else rng.exponential(size=size) - 1.
 
@@ -88,7 +88,7 @@ def simulate_results(diseases: int = 7, seeds: int = 5, alphas=(.25, .5, .75, 1.
     out["formulation"] = pd.Categorical(out.formulation, FORMULATIONS, ordered=True)
     return out
 
-# %% ../nbs/47_calibration.ipynb #fc466592
+# %% ../nbs/47_calibration.ipynb #c622f8fc
 def _verdicts(job) -> list:
     scenario, seed, n_resamples = job
     keys = EQUIVALENCE_AT_NULL if scenario == "margin" else None            # the margin scenario tests only those

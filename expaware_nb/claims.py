@@ -205,9 +205,9 @@ def squared_strongest(draws):
 TREND_KEYS = ("coverage_falls", "top_precision_falls", "all_precision_rises", "logit_beats_prob", "squared_strongest")
 
 def _sign_test(signs) -> dict:
-    "Exact sign test that more of the nonzero `signs` (+1 / -1) are positive than chance."
+    "Exact sign test that more of the nonzero `signs` (+1 / -1) are positive than chance; `n` counts every unit."
     signs = np.asarray(signs); n, k = int(np.count_nonzero(signs)), int((signs > 0).sum())
-    return {"n": n, "estimate": k / n if n else math.nan, "p_for": float(stats.binom.sf(k - 1, n, .5)) if n else 1.,
+    return {"n": len(signs), "estimate": k / n if n else math.nan, "p_for": float(stats.binom.sf(k - 1, n, .5)) if n else 1.,
             "p_against": float(stats.binom.cdf(k, n, .5)) if n else 1., "agrees": n > 0 and k > n / 2,
             "against": n > 0 and k < n / 2}
 

@@ -14,9 +14,8 @@ from . import __version__
 def synth(args) -> int:
     "Write the synthetic dataset."
     from expaware_nb.synth import make_synthetic_dataset
-    cue = None if args.cue_finding.lower() == "none" else args.cue_finding
-    out = make_synthetic_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                                 cue_finding=cue, cue_strength=args.cue_strength)
+    out = make_synthetic_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, world=args.world,
+                                 cue_strength=args.cue_strength)
     print(f"synthetic dataset in {out}")
     return 0
 
@@ -88,32 +87,67 @@ def _render(runs: Path, figures: Path, workers: int, score: str = "common", top_
     for name, e in errors.items(): print(f"  FAILED {name}: {e} (see {runs / '_paper' / (name + '.ipynb')})")
     return errors
 
+def _worlds(runs: Path) -> dict:
+    "{world: its runs folder} of a runs folder split by synthetic world (`<runs>/<world>/`), else {None: runs}."
+    from expaware_nb.synth import WORLDS
+    found = {w: runs / w for w in WORLDS if (runs / w).is_dir()}
+    return found or {None: runs}
+
+def _render_worlds(runs: Path, figures: Path, workers: int, *args, **kwargs) -> dict:
+    "`_render` each world of `runs` (into `figures/<world>/` when there are several); all failures."
+    worlds = _worlds(runs)
+    errors = {}
+    for world, folder in worlds.items():
+        out = figures / world if len(worlds) > 1 else figures
+        errors |= {f"{world}/{n}" if world else n: e for n, e in _render(folder, out, workers, *args, **kwargs).items()}
+    return errors
+
 def paper(args) -> int:
-    "Execute the paper notebooks on a runs folder: figures, tables and claims under one reading."
+    "Execute the paper notebooks on a runs folder (each world's, when it has several): figures, tables and claims."
     if not args.runs.is_dir(): raise FileNotFoundError(f"no runs folder {args.runs}")
-    errors = _render(args.runs, args.figures, args.workers, args.score, args.top_k_rule, args.notebooks)
+    t0 = time.time()
+    errors = _render_worlds(args.runs, args.figures, args.workers, args.score, args.top_k_rule, args.notebooks)
     _where(args.figures, args.runs)
+    print(f"wall time {time.time() - t0:.0f}s")
     return 1 if errors else 0
 
 def _where(figures: Path, runs: Path):
-    print(f"figures and tables: {figures}/   (claims: {figures}/claims.md; executed notebooks: {runs / '_paper'}/)")
+    print(f"figures and tables: {figures}/   (claims: claims.md; executed notebooks: _paper/ in each runs folder)")
+
+def _check_against_reference(table, figures: Path):
+    "Where each demo cell falls against the shipped replication's spread over seeds for the same cell."
+    from expaware_nb.results import REFERENCE_METRICS, against_reference, reference_spread_of, save_table
+    reference = reference_spread_of("shortcut")
+    if reference is None:
+        print("\nno shipped reference spread found: cannot compare the demo with the replication"); return
+    checked = against_reference(table, reference)
+    if checked.seeds.isna().all():
+        print("\nthe demo ran with other settings than the shipped replication: its cells are not compared"); return
+    save_table(checked, figures, "demo_vs_reference")
+    print(f"\nthe demo against the shipped replication (the same cells, {int(checked.seeds.max())} seeds; "
+          f"figures/demo_vs_reference.md):")
+    for m in REFERENCE_METRICS:
+        inside = checked[f"{m}_inside"]
+        print(f"  {m:15s} {int(inside.sum())} of {int(inside.notna().sum())} cells inside the replication's range; "
+              f"median distance outside {checked[f'{m}_outside_by'][~inside.astype(bool)].median():.3f}"
+              if (~inside.astype(bool)).any() else
+              f"  {m:15s} {int(inside.sum())} of {int(inside.notna().sum())} cells inside the replication's range")
 
 def demo(args) -> int:
-    "The main job on the embedded synthetic data: data, cache, the demo grid; where the results are."
+    "The main job on the embedded synthetic data: data, cache, the demo grid, checked against the replication."
+    from expaware_nb.results import load_results
     from expaware_nb.sweep import load_profile, sweep as run_sweep, sweep_status, status_report, sweep_timing
     t0 = time.time()
     profile = load_profile("demo", args.set)
     runs = Path(args.runs or profile["runs"])
-    print(f"expaware demo: {profile['data']} (synthetic), grid of {len(profile['formulations'])} formulations x "
-          f"{len(profile['alphas'])} alphas, runs in {runs}/")
+    print(f"expaware demo: {profile['data']} (synthetic, {', '.join(profile['worlds']) or 'one'} world), grid of "
+          f"{len(profile['formulations'])} formulations x {len(profile['alphas'])} alphas, runs in {runs}/")
     table = run_sweep(profile, runs, workers=args.workers or _default_workers())
     status = sweep_status(runs)
     if (status.state == "failed").any(): print(status_report(status))
-    columns = ["accuracy", "common_all_precision", "common_top_precision", "common_coverage"]
-    summary = table.groupby("formulation")[columns].mean()
-    print("\nmean test metrics per formulation (common score z1 - z0):\n" + summary.round(3).to_string())
+    for world, folder in _worlds(runs).items(): _check_against_reference(load_results(folder), args.figures)
     t_paper = time.time()
-    errors = _render(runs, args.figures, min(2, args.workers or _default_workers()))
+    errors = _render_worlds(runs, args.figures, min(2, args.workers or _default_workers()))
     timing, wall = sweep_timing(runs), time.time() - t0
     print(f"\nresults table: {runs / 'results.csv'}   ({len(table)} finished runs)")
     _where(args.figures, runs)
@@ -127,10 +161,10 @@ def _data_commands(commands):
     p.add_argument("--out", type=Path, default=Path("data/synthetic"), help="output folder (default: data/synthetic)")
     p.add_argument("--n-train", type=int, default=300); p.add_argument("--n-test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cue-finding", default="Lung Opacity",
-                   help="finding the spurious marker follows in training, or 'none'")
+    p.add_argument("--world", choices=["shortcut", "clean"], default="shortcut",
+                   help="shortcut: each finding's marker follows its label in training (default); clean: no marker")
     p.add_argument("--cue-strength", type=float, default=.9,
-                   help="P(marker | finding) = 1 - P(marker | no finding) in training")
+                   help="shortcut world: P(marker | finding) = 1 - P(marker | no finding) in training")
     p.set_defaults(func=synth)
     p = commands.add_parser("task", help="print the counts of the binary task of one or more diseases")
     p.add_argument("data", type=Path, help="a VinDr-CXR folder (PhysioNet or Kaggle) or an annotation CSV")
@@ -174,7 +208,7 @@ def _sweep_commands(commands):
 
 def _paper_commands(commands):
     p = commands.add_parser("paper", help="execute the paper notebooks on a runs folder: figures, tables, claims")
-    p.add_argument("runs", type=Path, help="a runs folder (e.g. runs/paper)")
+    p.add_argument("runs", type=Path, help="a runs folder (e.g. runs/paper, or results/replication: one per world)")
     p.add_argument("--figures", type=Path, default=Path("figures"),
                    help="where figures and tables go (default: figures)")
     p.add_argument("--score", choices=["common", "own"], default="common",
@@ -212,6 +246,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)   # one INFO line per encoded tile otherwise
     try: return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"expaware {args.command}: error: {e}", file=sys.stderr)

@@ -8,7 +8,7 @@ __all__ = ['PAPER_NOTEBOOKS', 'paper_notebook', 'declared_parameters', 'render_p
 # %% ../nbs/45_render.ipynb #8febe417
 from pathlib import Path
 
-from .sweep import clear_namespace, packaged, redirect_stderr, worker_kernel
+from .sweep import execute_notebook, packaged, redirect_stderr, worker_kernel
 
 # %% ../nbs/45_render.ipynb #d7fe0716
 PAPER_NOTEBOOKS = ("fig1_annotation_mask", "fig2_training_dynamics", "fig3_heatmaps", "fig4_alpha", "fig5_formulations",
@@ -27,16 +27,13 @@ def declared_parameters(name: str) -> set:
 
 # %% ../nbs/45_render.ipynb #25388bc2
 def _render_one(name: str, runs_dir: str, figures_dir: str, reading: dict) -> tuple:
-    import papermill as pm
     out = Path(runs_dir) / "_paper" / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     given = {"runs_dir": str(Path(runs_dir).resolve()), "figures_dir": str(Path(figures_dir).resolve()), **reading}
     declared = declared_parameters(name)
     try:
-        km = worker_kernel()                                  # one kernel per worker, cleared between notebooks
-        clear_namespace(km)
-        pm.execute_notebook(str(paper_notebook(name)), str(out), kernel_name="python3", progress_bar=False,
-                            parameters={k: v for k, v in given.items() if k in declared}, km=km)
+        execute_notebook(paper_notebook(name), out, {k: v for k, v in given.items() if k in declared},
+                         worker_kernel())                     # one kernel per worker, cleared between notebooks
         return name, None
     except Exception as e: return name, f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
 

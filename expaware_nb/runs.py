@@ -6,8 +6,9 @@
 __all__ = ['log', 'CONFIG_FILE', 'HISTORY_FILE', 'CHECKPOINT_FILE', 'BEST_FILE', 'TEST_METRICS_FILE', 'PER_SAMPLE_FILE',
            'HEATMAPS_FILE', 'DONE_FILE', 'LOCK_FILE', 'NOTEBOOK_FILE', 'CELL_FILE', 'CELL_LOCK_FILE', 'RUNNING_FILE',
            'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'MACHINERY', 'METHOD_FIELDS',
-           'atomic_write', 'write_json', 'read_json', 'exclusive', 'Run', 'is_done', 'read_history', 'load_run',
-           'training_draw', 'collect_runs', 'tested_weights', 'tested_model', 'evaluation_heatmaps']
+           'RECORDED', 'atomic_write', 'write_json', 'read_json', 'exclusive', 'Run', 'is_done', 'read_history',
+           'load_run', 'training_draw', 'collect_runs', 'tested_weights', 'has_tested_weights', 'tested_model',
+           'evaluation_heatmaps']
 
 # %% ../nbs/21_runs.ipynb #d26fd222
 import fcntl, hashlib, json, logging, os
@@ -94,17 +95,20 @@ def load_run(run_dir) -> Run:
     "Load a finished run folder; an unfinished one is an error."
     run_dir = Path(run_dir)
     if not is_done(run_dir): raise FileNotFoundError(f"{run_dir} is not a finished run (no {DONE_FILE} marker)")
-    with np.load(run_dir / HEATMAPS_FILE) as z: panel = {k: z[k] for k in z.files}
+    panel = {}
+    if (run_dir / HEATMAPS_FILE).exists():                 # a copy of the runs may keep the panels of a few runs only
+        with np.load(run_dir / HEATMAPS_FILE) as z: panel = {k: z[k] for k in z.files}
     return Run(run_dir, read_json(run_dir / CONFIG_FILE), read_history(run_dir), read_json(run_dir / TEST_METRICS_FILE),
                pd.read_csv(run_dir / PER_SAMPLE_FILE), panel)
 
 # %% ../nbs/21_runs.ipynb #2f03d654
 MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
 METHOD_FIELDS = ("formulation", "alpha", "guidance", "attribution", "loss_mode")   # what differs inside a draw
+RECORDED = ("device_used", "cache", "task_counts", "git_commit", "versions")   # what training notes of where it ran
 
 def training_draw(config: dict) -> str:
     "The training draw a run belongs to: its disease and seed, and a hash of every other setting but method and machinery."
-    rest = {k: v for k, v in config.items() if k not in (*METHOD_FIELDS, *MACHINERY, "disease", "seed")}
+    rest = {k: v for k, v in config.items() if k not in (*METHOD_FIELDS, *MACHINERY, *RECORDED, "disease", "seed")}
     if "data" in rest: rest["data"] = Path(str(rest["data"])).name
     digest = hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config['disease']}|s{config['seed']}|{digest}"
@@ -129,6 +133,12 @@ def tested_weights(run_dir, device="cpu") -> dict:
     if read_json(run_dir / CONFIG_FILE)["select"] == "best_val_accuracy":
         return torch.load(run_dir / BEST_FILE, map_location=device, weights_only=True)
     return torch.load(run_dir / CHECKPOINT_FILE, map_location=device, weights_only=True)["model"]
+
+def has_tested_weights(run_dir) -> bool:
+    "Whether the run folder still holds the weights it tested (runs can be kept, or shipped, without them)."
+    run_dir = Path(run_dir)
+    return (run_dir / (BEST_FILE if read_json(run_dir / CONFIG_FILE)["select"] == "best_val_accuracy" else
+                       CHECKPOINT_FILE)).exists()
 
 def tested_model(run_dir, device="cpu"):
     "The model a run tested, with its weights, in eval mode."

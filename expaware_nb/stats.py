@@ -100,7 +100,7 @@ def directional(values, direction: str = "greater", shift: float = 0., test: str
     if test == "signed_rank": p, estimate = signed_rank, hodges_lehmann(v)
     else: p, estimate = sign_flip_mean, float(v.mean()) if len(v) else math.nan
     against = "less" if direction == "greater" else "greater"
-    return {"n": int(np.count_nonzero(_centred(v, shift))), "estimate": estimate, "p_for": p(v, direction, shift),
+    return {"n": len(v), "estimate": estimate, "p_for": p(v, direction, shift),
             "p_against": p(v, against, shift), **_sides(estimate, direction, shift)}
 
 def both_sides(above_low: dict, below_high: dict, estimate: float, low: float, high: float) -> dict:

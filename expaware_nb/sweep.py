@@ -5,12 +5,14 @@
 # %% auto #0
 __all__ = ['log', 'PROFILE_KEYS', 'SLURM_OPTIONS', 'TRAIN_FIELDS', 'TRAIN_NOTEBOOK', 'NOTEBOOK_PARAMETERS', 'STATUS_COLUMNS',
            'packaged', 'find_profile', 'list_profiles', 'apply_override', 'load_profile', 'Cell', 'cell_id', 'expand',
-           'notebook_parameters', 'write_cell', 'noting_sigterm', 'worker_kernel', 'clear_namespace', 'run_cell',
-           'cell_state', 'slurm_job_states', 'sweep_status', 'status_report', 'gpu_count', 'redirect_stderr',
-           'run_local', 'CellJob', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
+           'notebook_parameters', 'write_cell', 'noting_sigterm', 'worker_kernel', 'clear_namespace',
+           'execute_notebook', 'run_cell', 'cell_state', 'slurm_job_states', 'sweep_status', 'status_report',
+           'gpu_count', 'redirect_stderr', 'run_local', 'CellJob', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
 
 # %% ../nbs/30_sweep.ipynb #cbfe6feb
 import dataclasses, fcntl, hashlib, json, logging, os, re, shutil, signal, socket, subprocess, threading, time
+from functools import cache
+from unittest import mock
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from .train import ADDED_FIELDS, TrainConfig
 log = logging.getLogger("expaware_nb.sweep")
 
 # %% ../nbs/30_sweep.ipynb #c313e9b2
-PROFILE_KEYS = ("name", "data", "synthetic", "cache_dir", "runs", "diseases", "formulations", "guidance",
+PROFILE_KEYS = ("name", "data", "synthetic", "worlds", "cache_dir", "runs", "diseases", "formulations", "guidance",
                 "attributions", "alphas", "seeds", "bce_per_alpha", "train", "slurm", "report")
 SLURM_OPTIONS = ("partition", "time_min", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism",
                  "max_requeues", "signal_delay_s")
@@ -78,13 +80,15 @@ def load_profile(name, overrides=()) -> dict:
     profile = yaml.safe_load(path.read_text()) or {}
     unknown = set(profile) - set(PROFILE_KEYS)
     if unknown: raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}; valid: {', '.join(PROFILE_KEYS)}")
-    profile = {"name": path.stem, "synthetic": None, "cache_dir": "data/cache", "runs": f"runs/{path.stem}",
+    profile = {"name": path.stem, "synthetic": None, "worlds": [], "cache_dir": "data/cache", "runs": f"runs/{path.stem}",
                "formulations": list(FORMULATIONS), "guidance": ["topk"], "attributions": ["gradcam"],
                "alphas": [.25, .5, .75, 1.], "seeds": [0], "bce_per_alpha": False, "train": {}, "slurm": {},
                "report": [], **profile}
     for o in overrides: apply_override(profile, o)
     for key in ("data", "diseases"):
         if not profile.get(key): raise ValueError(f"profile {path}: {key!r} is required")
+    if profile["worlds"] and profile["synthetic"] is None:
+        raise ValueError(f"profile {path}: 'worlds' are synthetic worlds: the profile needs 'synthetic'")
     bad = set(profile["train"]) - set(TRAIN_FIELDS)
     if bad: raise ValueError(f"profile {path}: unknown train field(s) {sorted(bad)}")
     profile["slurm"] = profile["slurm"] or {}
@@ -111,22 +115,30 @@ def cell_id(config: TrainConfig, data_label: str | None = None) -> str:
     method = "".join(f"__{getattr(config, k)}" for k in ADDED_FIELDS if getattr(config, k) != ADDED_FIELDS[k])
     return f"{_slug(config.disease)}__{config.formulation}{method}__a{config.alpha:g}__s{config.seed}__{digest}"
 
+def _world(profile: dict, world) -> tuple:
+    "The data folder (as the profile writes it) and the synthetic parameters of `world` (None: the profile's own)."
+    if world is None: return profile["data"], profile["synthetic"]
+    return f"{profile['data']}/{world}", {**profile["synthetic"], "world": world}
+
 def expand(profile: dict, base_dir=".") -> list:
     "The cells of a profile, in a stable order; every configuration is checked before anything runs."
     base_dir = Path(base_dir).resolve()
-    common = {**profile["train"], "data": str(base_dir / profile["data"]),
-              "cache_dir": str(base_dir / profile["cache_dir"]), "synthetic": profile["synthetic"]}
     cells = []
-    for disease in profile["diseases"]:
-        for seed in profile["seeds"]:
-            for formulation in profile["formulations"]:
-                alphas = [0.] if formulation == "bce" and not profile["bce_per_alpha"] else profile["alphas"]
-                methods = [("topk", "gradcam")] if formulation == "bce" else \
-                    [(g, a) for g in profile["guidance"] for a in profile["attributions"]]
-                for (guidance, attribution), alpha in ((m, a) for m in methods for a in alphas):
-                    config = TrainConfig(**{**common, "guidance": guidance, "attribution": attribution},
-                                         disease=disease, formulation=formulation, alpha=float(alpha), seed=int(seed))
-                    cells.append(Cell(cell_id(config, profile["data"]), config))
+    for world in profile["worlds"] or [None]:
+        data, synthetic = _world(profile, world)
+        common = {**profile["train"], "data": str(base_dir / data), "cache_dir": str(base_dir / profile["cache_dir"]),
+                  "synthetic": synthetic}
+        for disease in profile["diseases"]:
+            for seed in profile["seeds"]:
+                for formulation in profile["formulations"]:
+                    alphas = [0.] if formulation == "bce" and not profile["bce_per_alpha"] else profile["alphas"]
+                    methods = [("topk", "gradcam")] if formulation == "bce" else \
+                        [(g, a) for g in profile["guidance"] for a in profile["attributions"]]
+                    for (guidance, attribution), alpha in ((m, a) for m in methods for a in alphas):
+                        config = TrainConfig(**{**common, "guidance": guidance, "attribution": attribution},
+                                             disease=disease, formulation=formulation, alpha=float(alpha), seed=int(seed))
+                        cid = cell_id(config, data)
+                        cells.append(Cell(f"{world}/{cid}" if world else cid, config))
     return cells
 
 # %% ../nbs/30_sweep.ipynb #d35adf50
@@ -216,15 +228,34 @@ def clear_namespace(km):
         if reply["content"]["status"] != "ok": raise RuntimeError(f"could not clear the kernel: {reply['content']}")
     finally: kc.stop_channels()
 
+@cache
+def _closing_client():
+    "papermill's notebook client, closing its kernel client at the end also on a kernel it did not start."
+    from papermill.clientwrap import PapermillNotebookClient
+    class ClosingClient(PapermillNotebookClient):
+        def execute(self, **kwargs):
+            try: return super().execute(**kwargs)
+            finally:
+                if self.kc is not None: self.kc.stop_channels()
+    return ClosingClient
+
+def execute_notebook(notebook, out, parameters: dict, km=None):
+    "papermill: `notebook` into `out` with `parameters`, on the reused kernel `km` (cleared first), or a fresh one."
+    import papermill as pm, papermill.engines as engines
+    if km is None:
+        return pm.execute_notebook(str(notebook), str(out), kernel_name="python3", parameters=parameters,
+                                   progress_bar=False)
+    clear_namespace(km)
+    with mock.patch.object(engines, "PapermillNotebookClient", _closing_client()):
+        return pm.execute_notebook(str(notebook), str(out), kernel_name="python3", parameters=parameters,
+                                   progress_bar=False, km=km)
+
 def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict, reuse_kernel: bool = False) -> dict | None:
     "Run the training notebook, retrying a kernel that failed to start; the failure record, or None when it ran."
-    import papermill as pm
     for attempt in range(1, attempts + 1):
         try:
-            km = worker_kernel() if reuse_kernel else None
-            if km is not None: clear_namespace(km)
-            pm.execute_notebook(str(TRAIN_NOTEBOOK), str(run_dir / NOTEBOOK_FILE), kernel_name="python3",
-                                parameters=notebook_parameters(cell.config, run_dir), progress_bar=False, km=km)
+            execute_notebook(TRAIN_NOTEBOOK, run_dir / NOTEBOOK_FILE, notebook_parameters(cell.config, run_dir),
+                             worker_kernel() if reuse_kernel else None)
             return None
         except Exception as e:
             if flag.get("terminated"):                       # stopped by the scheduler: interrupted, not failed
@@ -416,7 +447,7 @@ def sweep_timing(runs_dir) -> dict:
     "Sum of cell wall times and of their epochs' times, and the share of the former spent outside training."
     wall = train = 0.
     n = 0
-    for result in Path(runs_dir).glob(f"*/{CELL_RESULT_FILE}"):
+    for result in Path(runs_dir).glob(f"**/{CELL_RESULT_FILE}"):
         history = result.parent / HISTORY_FILE
         if not history.exists(): continue
         wall += read_json(result)["seconds"]; train += pd.read_csv(history).seconds.sum(); n += 1

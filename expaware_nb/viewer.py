@@ -6,6 +6,8 @@
 __all__ = ['image_state', 'describe', 'HeatmapViewer']
 
 # %% ../nbs/46_viewer.ipynb #55b8d351
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import torch
@@ -16,7 +18,7 @@ from IPython.display import display
 from .figures import draw_heatmap
 from .gradcam import ABBREVIATIONS
 from .metrics import all_saliency_precision, annotation_coverage, top_saliency_precision
-from .runs import collect_runs, load_run
+from .runs import HEATMAPS_FILE, collect_runs, load_run
 from .saliency import boxes_to_mask, top_k_mask
 
 # %% ../nbs/46_viewer.ipynb #37366008
@@ -47,10 +49,11 @@ def describe(state: dict) -> str:
 
 # %% ../nbs/46_viewer.ipynb #5d63c647
 class HeatmapViewer:
-    "Widgets to browse the heatmap panels of the finished runs under `runs_dir`."
+    "Widgets to browse the heatmap panels of the finished runs under `runs_dir` (those that kept their panel)."
     def __init__(self, runs_dir, figsize=(10, 3.6)):
-        self.results = collect_runs(runs_dir)
-        if self.results.empty: raise FileNotFoundError(f"no finished run under {runs_dir}")
+        runs = collect_runs(runs_dir)
+        self.results = runs[[(Path(p) / HEATMAPS_FILE).exists() for p in runs.path]] if len(runs) else runs
+        if self.results.empty: raise FileNotFoundError(f"no finished run with a heatmap panel under {runs_dir}")
         self.figsize, self._runs, self.state, self._busy = figsize, {}, {}, False
         self.disease = widgets.Dropdown(options=sorted(self.results.disease.unique()), description="disease")
         self.formulation = widgets.Dropdown(description="formulation")

@@ -1,6 +1,7 @@
 "The `expaware` console script, as a user runs it (installed entry point, separate process)."
 import subprocess
 
+import pandas as pd
 import pytest
 
 import expaware_nb
@@ -43,5 +44,19 @@ def test_demo_end_to_end_on_a_reduced_grid(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "results table: runs/demo/results.csv   (2 finished runs)" in out.stdout
-    assert (tmp_path / "data" / "synthetic" / "synthetic.json").exists()
-    assert len(list((tmp_path / "runs" / "demo").glob("*/DONE"))) == 2
+    assert (tmp_path / "data" / "replication" / "shortcut" / "synthetic.json").exists()
+    assert len(list((tmp_path / "runs" / "demo" / "shortcut").glob("*/DONE"))) == 2
+    assert "other settings than the shipped replication" in out.stdout       # a reduced grid is not compared
+
+
+@pytest.mark.slow
+def test_demo_cells_are_compared_with_the_shipped_replication(tmp_path):
+    "Two of the demo's cells at the replication's settings, on a fresh data folder: each is set beside its cell's spread."
+    out = subprocess.run(["expaware", "demo", "--runs", "runs/demo", "--workers", "2", "--set",
+                          "formulations=[bce, logit_sqr]", "--set", "alphas=[1.0]"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "the demo against the shipped replication (the same cells, 3 seeds" in out.stdout
+    checked = pd.read_csv(tmp_path / "figures" / "demo_vs_reference.csv")
+    assert len(checked) == 2 and (checked.seeds == 3).all(), checked
+    assert checked[[f"{m}_inside" for m in ("accuracy", "all_precision", "top_precision", "coverage")]].notna().all().all()

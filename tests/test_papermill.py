@@ -21,7 +21,7 @@ def test_papermill_run_from_elsewhere_honours_parameters(tmp_path):
     cmd = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(run_dir / "train.ipynb"), "--cwd", str(tmp_path),
            "-p", "run_dir", "runs/one", "-p", "data", "data/synthetic", "-p", "formulation", "logit_abs", "-p",
            "alpha", "0.5",
-           "-p", "epochs", "1", "-p", "seed", "3", "-y", "synthetic: {n_train: 60, n_test: 30, seed: 0}",
+           "-p", "epochs", "1", "-p", "seed", "3", "-y", "synthetic: {n_train: 120, n_test: 30, seed: 0}",
            "-y", "extra: {select: last}", "-k", "python3"]
     run_dir.mkdir(parents=True)
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -19,9 +19,10 @@ def git(cwd, *args):
 def project_copy(repo_root, tmp_path):
     dst = tmp_path / "proj"
     dst.mkdir()
-    for name in ["nbs", "expaware_nb", "tests", "tools", "configs", "docs"]:
-        shutil.copytree(repo_root / name, dst / name,
-                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    for name in ["nbs", "expaware_nb", "tests", "tools", "configs", "docs", "results"]:
+        if not (repo_root / name).is_dir(): continue
+        shutil.copytree(repo_root / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints",
+                                                                                     "_paper"))
     for name in ["pyproject.toml", "README.md"]:
         shutil.copy(repo_root / name, dst / name)
     git(dst, "init", "-q")
@@ -109,3 +110,14 @@ def test_broken_link_and_stale_package_copy_fail(project_copy):
     assert out.returncode == 1
     assert "nbs/paper/fig4_alpha.ipynb cell 0: link to ../41_statistics.ipynb, which does not exist" in out.stderr
     assert "expaware_nb/notebooks/paper/fig4_alpha.ipynb" in out.stderr        # the shipped copy was stale
+
+
+def test_hand_edited_readme_number_fails(project_copy):
+    readme = project_copy / "README.md"
+    text = readme.read_text()
+    start = text.index("<!-- table: replication_claims -->")
+    digit = start + next(i for i, ch in enumerate(text[start:]) if ch.isdigit())
+    readme.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])   # a number typed in
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "README.md's numbers differ from what the saved outputs give" in out.stderr

@@ -30,13 +30,13 @@ def venv(tmp_path_factory):
 
 
 def test_the_wheel_ships_its_notebooks_and_profiles(venv, tmp_path):
-    code = ("import expaware_nb, expaware_nb.sweep as s, expaware_nb.render as r; print(expaware_nb.__file__); "
-            "print(s.TRAIN_NOTEBOOK.is_file(), s.find_profile('demo'), "
-            "r.paper_notebook('statistics_claims').is_file())")
+    code = ("import expaware_nb, expaware_nb.sweep as s, expaware_nb.render as r, expaware_nb.results as res; "
+            "print(expaware_nb.__file__); print(s.TRAIN_NOTEBOOK.is_file(), s.find_profile('demo'), "
+            "r.paper_notebook('statistics_claims').is_file(), res.reference_spread_of('shortcut') is not None)")
     where, shipped = run(venv / "bin" / "python", "-c", code, cwd=tmp_path).splitlines()
     assert where.startswith(str(venv)), where                          # the wheel's package, not the checkout
     assert shipped == f"True {venv}/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages/" \
-                      "expaware_nb/profiles/demo.yaml True"
+                      "expaware_nb/profiles/demo.yaml True True"        # and the replication's reference spread
 
 
 def test_a_sweep_from_an_empty_folder(venv, tmp_path):
@@ -44,5 +44,5 @@ def test_a_sweep_from_an_empty_folder(venv, tmp_path):
     out = run(venv / "bin" / "expaware", "sweep", "demo", "--runs", "./runs", "--set", "formulations=[bce,logit_sqr]",
               "--set", "alphas=[1.0]", "--set", "train.epochs=1", "--workers", "2", cwd=tmp_path, env=env, timeout=900)
     assert "results table (2 finished runs): runs/results.csv" in out, out[-2000:]
-    assert sorted(p.parent.name.split("__")[1] for p in (tmp_path / "runs").glob("*/DONE")) == ["bce", "logit_sqr"]
-    assert (tmp_path / "data" / "synthetic" / "synthetic.json").is_file()        # the profile's data, made here
+    assert sorted(p.parent.name.split("__")[1] for p in (tmp_path / "runs").glob("*/*/DONE")) == ["bce", "logit_sqr"]
+    assert (tmp_path / "data" / "replication" / "shortcut" / "synthetic.json").is_file()   # the profile's data, made here

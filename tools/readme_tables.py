@@ -1,40 +1,142 @@
-"""Fill the README's generated tables from the saved outputs they quote, so that no number there is typed by hand.
+"""Write the README's numbers from the saved outputs they quote, so that none is typed by hand.
 
-A block of README.md between `<!-- table: PATH -->` and `<!-- end table -->` is replaced by the content of PATH
-(relative to the repository root). The saved outputs:
+A block of README.md between `<!-- table: NAME -->` (or `<!-- text: NAME -->`) and `<!-- end table -->` (`<!-- end
+text -->`) holds the table (or paragraph) NAME, generated from the saved outputs by the function of that name below:
 
-    docs/readme/claims_short.md   the demo's claims table (`figures/claims_short.md` of an `expaware demo` run)
-    docs/calibration.md           the calibration of the claims' tests (`python tools/calibrate.py`)
+    replication_claims    every claim of the paper, tested in each synthetic world of results/replication
+    replication_reading   which verdicts agree between the two worlds, and what that says of the claims
+    replication_findings  per world and finding: test accuracy and all-saliency precision of BCE and LD-Sqr at alpha 1
+                          (medians over seeds), and accuracy on the images whose marker contradicts the label
+    calibration           the calibration of the claims' tests (docs/calibration.csv, written by tools/calibrate.py)
+    reproducibility       one cell trained again (bench/results/reproducibility.json, bench/reproducibility.py)
 
-    python tools/readme_tables.py [--demo-figures FIGURES]   # first copy a demo's claims table into docs/readme/
-    python tools/readme_tables.py --check                    # exit 1 if README.md is not up to date
+    python tools/readme_tables.py            # rewrite the blocks of README.md
+    python tools/readme_tables.py --check    # exit 1 if README.md differs from what the outputs give
 
-tests/check_docs.py runs the check."""
-import argparse, re, shutil, sys
+`--figures FIGURES` also copies the README's figures from an `expaware paper results/replication --figures FIGURES`
+run into docs/readme/. tests/check_docs.py runs the check."""
+import argparse, json, re, shutil, sys
+from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
+
+from expaware_nb.beyond import cue_robustness
+from expaware_nb.calibration import calibration_table
+from expaware_nb.claims import claims_table
+from expaware_nb.results import load_results, to_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- table: (\S+) -->\n)(.*?)(<!-- end table -->)", re.S)
+REPLICATION = ROOT / "results" / "replication"
+WORLDS = ("shortcut", "clean")
+BLOCK = re.compile(r"(<!-- (?:table|text): (\S+) -->\n)(.*?)(<!-- end (?:table|text) -->)", re.S)
+FIGURES = {"fig3_heatmaps.png": "fig3_heatmaps", "fig4b_explanation_per_alpha.png": "fig4b_explanation_per_alpha",
+           "fig5_formulations.png": "fig5_formulations", "claims_per_disease.png": "claims_per_disease"}
+
+
+@lru_cache
+def results(world: str) -> pd.DataFrame:
+    return load_results(REPLICATION / world)
+
+
+@lru_cache
+def claims(world: str) -> pd.DataFrame:
+    return claims_table(results(world)).set_index("key")
+
+
+def replication_claims() -> str:
+    "Each claim's n, estimate and verdict in both worlds, and whether the verdicts agree."
+    tables = {w: claims(w) for w in WORLDS}
+    first = tables[WORLDS[0]]
+    out = pd.DataFrame({"claim": first.claim})
+    for w in WORLDS:
+        t = tables[w]
+        out[f"{w}: n"], out[f"{w}: estimate"], out[f"{w}: verdict"] = t.n, t.estimate, t.verdict
+    out["same verdict"] = (tables[WORLDS[0]].verdict == tables[WORLDS[1]].verdict).map({True: "yes", False: "no"})
+    return to_markdown(out.reset_index(drop=True))
+
+
+def replication_findings() -> str:
+    "Per world and finding: BCE and LD-Sqr (alpha 1) test accuracy and all-saliency precision, medians over seeds."
+    rows = []
+    for w in WORLDS:
+        r = results(w)
+        cue = cue_robustness(r)
+        for disease, g in r.groupby("disease"):
+            bce, guided = g[g.formulation == "bce"], g[(g.formulation == "logit_sqr") & (g.alpha == g.alpha.max())]
+            row = {"world": w, "finding": disease, "seeds": bce.seed.nunique(),
+                   "BCE accuracy": bce.accuracy.median(), "LD-Sqr accuracy": guided.accuracy.median(),
+                   "BCE all precision": bce.all_precision.median(), "LD-Sqr all precision": guided.all_precision.median()}
+            if len(cue):
+                c = cue[cue.disease == disease]
+                row["BCE accuracy, marker contradicts"] = c[c.formulation == "bce"].accuracy_cue_conflicts.median()
+                row["LD-Sqr accuracy, marker contradicts"] = c[(c.formulation == "logit_sqr") & (
+                    c.alpha == c.alpha.max())].accuracy_cue_conflicts.median()
+            rows.append(row)
+    return to_markdown(pd.DataFrame(rows))
+
+
+def replication_reading() -> str:
+    "The claims grouped by their verdicts in the two worlds, with what each group means."
+    shortcut, clean = claims("shortcut"), claims("clean")
+    held = lambda t: t.verdict == "held"
+    refuted = lambda t: t.verdict == "not held"
+    groups = [(held(shortcut) & held(clean), "Held in both worlds: the method's, not a shortcut's"),
+              (held(shortcut) & ~held(clean), "Held only in the shortcut world: about escaping a shortcut, not about "
+                                               "explanation-aware training as such"),
+              (~held(shortcut) & held(clean), "Held only in the clean world: the shortcut hides them"),
+              (refuted(shortcut) & refuted(clean), "Not held in either world: the data refute them wherever the "
+                                                   "truth is known"),
+              (~held(shortcut) & ~held(clean) & ~(refuted(shortcut) & refuted(clean)),
+               "Held in neither world, refuted in at most one (the table says which): at this n the grid gives no "
+               "evidence for them, a result rather than a want of units")]
+    lines = [f"- **{title}**: " + (", ".join(f"{shortcut.claim[k].rstrip('.')} ({k})" for k in shortcut.index[mask])
+                                   or "none") + "." for mask, title in groups]
+    return "\n".join(lines) + "\n"
+
+
+def reproducibility() -> str:
+    r = json.loads((ROOT / "bench" / "results" / "reproducibility.json").read_text())
+    rows = [{"compared": name, "identical": r[key]["identical"],
+             "largest test-metric difference": r[key]["max_metric_difference"],
+             "largest probability difference": r[key]["max_probability_difference"]}
+            for key, name in (("same_machine_same_threads", "the same cell twice, here, one thread each"),
+                              ("one_thread_vs_two", "one thread against two, here"),
+                              ("here_vs_shipped", "here (one thread) against the shipped run"))]
+    return to_markdown(pd.DataFrame(rows)) + f"\nCell `{r['cell']}`, {r['cpu']}.\n"
+
+
+def calibration() -> str:
+    return to_markdown(calibration_table(pd.read_csv(ROOT / "docs" / "calibration.csv")))
 
 
 def filled(readme: str) -> str:
-    "The README with every table block replaced by the file it names."
-    return BLOCK.sub(lambda m: m.group(1) + (ROOT / m.group(2)).read_text() + m.group(4), readme)
+    "The README with every table block replaced by its generated table."
+    generators = {"replication_claims": replication_claims, "replication_reading": replication_reading,
+                  "replication_findings": replication_findings, "calibration": calibration,
+                  "reproducibility": reproducibility}
+    def table(m):
+        if m.group(2) not in generators: raise KeyError(f"README.md: no generator for the table {m.group(2)!r}")
+        return m.group(1) + generators[m.group(2)]() + m.group(4)
+    return BLOCK.sub(table, readme)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo-figures", help="figures folder of an `expaware demo` run: take its claims table")
     parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    parser.add_argument("--figures", type=Path, help="copy the README's figures from this `expaware paper` output")
     args = parser.parse_args()
-    if args.demo_figures: shutil.copyfile(Path(args.demo_figures) / "claims_short.md", ROOT / "docs/readme/claims_short.md")
     readme = (ROOT / "README.md").read_text()
     if args.check:
         if filled(readme) != readme:
-            print("README.md's generated tables differ from their saved outputs: run python tools/readme_tables.py",
+            print("README.md's numbers differ from what the saved outputs give: run python tools/readme_tables.py",
                   file=sys.stderr)
             return 1
         return 0
+    if args.figures:
+        for world in WORLDS:
+            for name, stem in FIGURES.items():
+                shutil.copyfile(args.figures / world / name, ROOT / "docs" / "readme" / f"{world}_{stem}.png")
     (ROOT / "README.md").write_text(filled(readme))
     return 0
 
