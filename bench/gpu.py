@@ -111,13 +111,13 @@ GPU_SETTING = Setting(
     arch="densenet121", size=512, paper_batch=12, max_batch=192, warmup=3, windows=5, window_s=.8, steps=(2, 60),
     compile_backend="inductor", compile_largest=True, packing=(1, 4, 2), packing_s=6., workers=(0, 2, 4, 8),
     n_train=400, passes=2, heatmap_steps=20, compare_batch=12, eval_batches=8,
-    resume=dict(arch="densenet121", image_size=256, n_train=48, n_test=12, epochs=4, batch_size=12),
+    resume=dict(arch="densenet121", image_size=256, n_train=120, n_test=30, epochs=4, batch_size=12),
     caps=dict(throughput=45, compile=140, packing=80, data_path=55, projection=30, heatmaps=20, resume=70))
 DRY_SETTING = Setting(
     arch="densenet_tiny", size=64, paper_batch=2, max_batch=4, warmup=1, windows=2, window_s=0., steps=(2, 3),
     compile_backend="aot_eager", compile_largest=False, packing=(1, 2), packing_s=1., workers=(0, 2),
     n_train=20, passes=1, heatmap_steps=2, compare_batch=4, eval_batches=2,
-    resume=dict(arch="densenet_tiny", image_size=64, n_train=24, n_test=8, epochs=4, batch_size=4),
+    resume=dict(arch="densenet_tiny", image_size=64, n_train=120, n_test=30, epochs=4, batch_size=4),
     caps=dict(throughput=60, compile=90, packing=90, data_path=60, projection=60, heatmaps=60, resume=120),
     budget_s=400.)
 

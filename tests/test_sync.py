@@ -19,7 +19,7 @@ def git(cwd, *args):
 def project_copy(repo_root, tmp_path):
     dst = tmp_path / "proj"
     dst.mkdir()
-    for name in ["nbs", "expaware_nb", "tests", "tools", "configs", "docs", "results"]:
+    for name in ["nbs", "expaware_nb", "tests", "tools", "configs", "docs", "results", "bench"]:
         if not (repo_root / name).is_dir(): continue
         shutil.copytree(repo_root / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints",
                                                                                      "_paper"))
