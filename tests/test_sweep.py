@@ -31,6 +31,11 @@ def results(runs):
     return table.drop(columns=varying).sort_values("id").reset_index(drop=True)
 
 
+def cell_dirs(runs, marker="cell.json"):
+    "The cell folders of a runs folder (runs/<world>/<cell>/) holding `marker`."
+    return [p.parent for p in runs.glob(f"*/*/{marker}")]
+
+
 def starts(run_dir):
     log = run_dir / "attempts.jsonl"
     return [json.loads(l) for l in log.read_text().splitlines() if '"start"' in l] if log.exists() else []
@@ -58,13 +63,13 @@ def test_killed_sweep_loses_and_repeats_nothing(root, reference):
     for target in (0, 0, 1, 2, 3):              # five kills, each at a random moment once `target` cells are finished
         proc = start_sweep(root, runs)
         deadline = time.time() + 300
-        while len(list(runs.glob("*/DONE"))) <= target and proc.poll() is None and time.time() < deadline:
+        while len(cell_dirs(runs, "DONE")) <= target and proc.poll() is None and time.time() < deadline:
             time.sleep(.1)
         time.sleep(rng.uniform(1, 6))
         os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-        for done in runs.glob("*/DONE"):
-            load_run(done.parent)                                   # a finished run is complete, never half-written
-            finished_at_kill.setdefault(done.parent.name, done.stat().st_mtime_ns)
+        for run_dir in cell_dirs(runs, "DONE"):
+            load_run(run_dir)                                       # a finished run is complete, never half-written
+            finished_at_kill.setdefault(str(run_dir.relative_to(runs)), (run_dir / "DONE").stat().st_mtime_ns)
     assert 0 < len(finished_at_kill) < 7, "the kills did not land mid-sweep: the test proves nothing"
     assert set(sweep_status(runs).state) - {"done"}, "nothing was left to resume"
     proc = start_sweep(root, runs)
@@ -80,8 +85,8 @@ def test_two_sweeps_at_once_run_each_cell_once(root, reference):
     runs = root / "twice"
     procs = [start_sweep(root, runs) for _ in range(2)]
     assert [p.wait(timeout=900) for p in procs] == [0, 0]
-    assert all(len(starts(d)) == 1 for d in runs.iterdir() if (d / "cell.json").exists())
-    assert {len({s["pid"] for s in starts(d)}) for d in runs.iterdir() if (d / "cell.json").exists()} == {1}
+    assert len(cell_dirs(runs)) == 7 and all(len(starts(d)) == 1 for d in cell_dirs(runs))
+    assert {len({s["pid"] for s in starts(d)}) for d in cell_dirs(runs)} == {1}
     pd.testing.assert_frame_equal(results(runs), reference)
 
 
@@ -98,7 +103,7 @@ def first_execution_count(run_dir):
 
 
 def test_local_workers_reuse_their_kernels(root, reference):
-    counts = [first_execution_count(d) for d in (root / "reference").iterdir() if (d / "DONE").exists()]
+    counts = [first_execution_count(d) for d in cell_dirs(root / "reference", "DONE")]
     assert len(counts) == 7 and min(counts) == 1 and max(counts) > 1       # later cells ran in a kernel already used
-    fresh = [first_execution_count(d) for d in (root / "submitit").iterdir() if (d / "DONE").exists()]
+    fresh = [first_execution_count(d) for d in cell_dirs(root / "submitit", "DONE")]
     assert fresh == [1] * 7
