@@ -6,7 +6,7 @@
 __all__ = ['synth', 'task', 'cache', 'sweep', 'profiles', 'status', 'paper', 'demo', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #6f99486d
-import argparse, logging, os, sys, time
+import argparse, errno, logging, os, sys, time
 from pathlib import Path
 from . import __version__
 
@@ -250,6 +250,10 @@ def main(argv=None) -> int:
     try: return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"expaware {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+        print(f"expaware {args.command}: error: {e.strerror}", file=sys.stderr)        # DiskFull names the file
         return 1
 
 # %% ../nbs/90_cli.ipynb #7ecd7729

@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['log', 'CONFIG_FILE', 'HISTORY_FILE', 'CHECKPOINT_FILE', 'BEST_FILE', 'TEST_METRICS_FILE', 'PER_SAMPLE_FILE',
            'HEATMAPS_FILE', 'DONE_FILE', 'LOCK_FILE', 'NOTEBOOK_FILE', 'CELL_FILE', 'CELL_LOCK_FILE', 'RUNNING_FILE',
-           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'MACHINERY', 'METHOD_FIELDS',
-           'RECORDED', 'atomic_write', 'write_json', 'read_json', 'exclusive', 'Run', 'is_done', 'read_history',
-           'load_run', 'training_draw', 'collect_runs', 'tested_weights', 'has_tested_weights', 'tested_model',
-           'evaluation_heatmaps']
+           'FAILED_FILE', 'CELL_RESULT_FILE', 'ATTEMPTS_FILE', 'SUBMITTED_FILE', 'PREVIOUS_CHECKPOINT_FILE',
+           'STOP_FILE', 'RECOVERED_FILE', 'MACHINERY', 'METHOD_FIELDS', 'RECORDED', 'DiskFull', 'disk_is_full',
+           'atomic_write', 'write_json', 'read_json', 'exclusive', 'Run', 'is_done', 'read_history', 'load_run',
+           'training_draw', 'collect_runs', 'tested_weights', 'has_tested_weights', 'tested_model', 'broken_file',
+           'set_aside', 'audit_run', 'recovery_notes', 'evaluation_heatmaps']
 
 # %% ../nbs/21_runs.ipynb #d26fd222
-import fcntl, hashlib, json, logging, os
+import csv, errno, fcntl, hashlib, io, json, logging, os, shutil, time, zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,39 @@ TEST_METRICS_FILE, PER_SAMPLE_FILE, HEATMAPS_FILE = "test_metrics.json", "per_sa
 DONE_FILE, LOCK_FILE, NOTEBOOK_FILE = "DONE", ".lock", "train.ipynb"
 CELL_FILE, CELL_LOCK_FILE, RUNNING_FILE, FAILED_FILE = "cell.json", ".cell.lock", "RUNNING.json", "FAILED.json"
 CELL_RESULT_FILE, ATTEMPTS_FILE, SUBMITTED_FILE = "cell_result.json", "attempts.jsonl", "SUBMITTED.json"
+PREVIOUS_CHECKPOINT_FILE, STOP_FILE, RECOVERED_FILE = "checkpoint.prev.pt", "STOP", "recovered.jsonl"
 
 # %% ../nbs/21_runs.ipynb #42971b0a
+class DiskFull(OSError):
+    "A write that found the disk full: the target keeps its previous version and no temporary file is left."
+
+def _free_bytes(folder) -> int:
+    try: return shutil.disk_usage(folder).free
+    except OSError: return -1
+
+def disk_is_full(error: Exception, folder) -> bool:
+    "Whether `error` (from any writer) happened because the disk is full."
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    return "write failed" in str(error) or 0 <= _free_bytes(folder) < 1 << 20
+
+def _flush_to_disk(path: Path):
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
 def atomic_write(path, write) -> Path:
-    "Call `write(tmp_path)`, then rename the temporary file onto `path` (atomic on POSIX)."
+    "Call `write(tmp_path)`, flush it to the disk, rename it onto `path` (atomic on POSIX); a full disk is `DiskFull`."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        _flush_to_disk(tmp)
         os.replace(tmp, path)
+    except Exception as e:
+        if not disk_is_full(e, path.parent): raise
+        raise DiskFull(errno.ENOSPC, f"the disk is full ({_free_bytes(path.parent)} bytes free): could not write {path}; "
+                       f"its previous version, if any, is untouched. Free space and run the same command again: "
+                       f"it resumes", str(path)) from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -115,16 +140,22 @@ def training_draw(config: dict) -> str:
 
 def collect_runs(runs_dir) -> pd.DataFrame:
     "The results table: one row per finished run under `runs_dir`, grid coordinates then test metrics."
-    rows = []
+    rows, skipped = [], 0
     for done in sorted(Path(runs_dir).glob(f"**/{DONE_FILE}")):
         run_dir = done.parent
-        config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / TEST_METRICS_FILE)
+        try: config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / TEST_METRICS_FILE)
+        except (OSError, ValueError) as e:
+            log.warning("skipped %s: a file of this finished run cannot be read (%s); `expaware sweep` recovers it",
+                        run_dir, e)
+            skipped += 1; continue
         checkpoint = metrics.pop("checkpoint", {})
         rows.append({"id": run_dir.name, "disease": config["disease"], "formulation": config["formulation"],
                      "guidance": config.get("guidance", "topk"), "attribution": config.get("attribution", "gradcam"),
                      "alpha": config["alpha"], "seed": config["seed"], "unit": training_draw(config), **metrics,
                      "checkpoint_epoch": checkpoint.get("epoch"), "path": str(run_dir)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["skipped"] = skipped
+    return table
 
 # %% ../nbs/21_runs.ipynb #7d3806cf
 def tested_weights(run_dir, device="cpu") -> dict:
@@ -146,6 +177,142 @@ def tested_model(run_dir, device="cpu"):
     model = build_model(config["arch"], None, config["dropout"])
     model.load_state_dict(tested_weights(run_dir, device))
     return model.to(device).eval()
+
+# %% ../nbs/21_runs.ipynb #a7d01a02
+def _check_json(path: Path):
+    if not isinstance(json.loads(path.read_text()), dict): raise ValueError("not a JSON object")
+
+def _check_jsonl(path: Path):
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try: json.loads(line)
+        except ValueError: raise ValueError(f"line {i} is not JSON") from None
+
+def _check_csv(path: Path):
+    text = path.read_text()
+    if not text.endswith("\n"): raise ValueError("truncated (does not end with a newline)")
+    widths = [len(row) for row in csv.reader(io.StringIO(text))]
+    bad = next((i for i, w in enumerate(widths, 1) if w != widths[0]), None)
+    if bad: raise ValueError(f"row {bad} has {widths[bad - 1]} fields, the header {widths[0]}")
+
+def _check_zip(path: Path):
+    try:
+        with zipfile.ZipFile(path) as z: broken = z.testzip()
+    except zipfile.BadZipFile as e: raise ValueError(f"not a readable archive ({e})") from None
+    if broken: raise ValueError(f"member {broken} fails its CRC check")
+
+def _check_marker(path: Path):
+    if path.read_text().strip(): _check_json(path)                  # an empty marker (older runs) is a marker
+
+def _check_notebook(path: Path):
+    if not isinstance(json.loads(path.read_text()).get("cells"), list): raise ValueError("a notebook without cells")
+
+_CHECKS = {".json": _check_json, ".jsonl": _check_jsonl, ".csv": _check_csv, ".pt": _check_zip, ".npz": _check_zip,
+           ".ipynb": _check_notebook, "": _check_marker}
+
+def broken_file(path) -> str | None:
+    "Why the file at `path` cannot be read back (empty, truncated, garbage), or None when it can."
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0 and path.suffix != "": return "empty"
+        _CHECKS[path.suffix](path)
+    except UnicodeDecodeError: return "not text (garbage)"
+    except (OSError, ValueError, EOFError, RuntimeError) as e: return f"unreadable: {e}"
+    return None
+
+# %% ../nbs/21_runs.ipynb #a7d01a06
+_RESULTS = (DONE_FILE, CONFIG_FILE, HISTORY_FILE, TEST_METRICS_FILE, PER_SAMPLE_FILE, HEATMAPS_FILE)
+_RECORDS = (CELL_FILE, RUNNING_FILE, FAILED_FILE, SUBMITTED_FILE, CELL_RESULT_FILE, ATTEMPTS_FILE, RECOVERED_FILE,
+            NOTEBOOK_FILE)
+_WEIGHTS = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, BEST_FILE)
+
+def set_aside(path, reason: str, action: str) -> dict | None:
+    "Move a broken file to `<name>.corrupt-<time>` and note it in its folder's `recovered.jsonl`; the note."
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}-{os.getpid()}")
+    try: os.replace(path, aside)
+    except FileNotFoundError: return None                           # another process set it aside first
+    log.warning("%s is broken (%s): moved to %s; %s", path, reason, aside.name, action)
+    return _note(path.parent, {"time": stamp, "file": path.name, "reason": reason, "moved_to": aside.name,
+                               "action": action})
+
+def _note(run_dir: Path, note: dict) -> dict:
+    "Append `note` to the folder's `recovered.jsonl` (a full disk only costs the note)."
+    try:
+        with open(run_dir / RECOVERED_FILE, "a") as f: f.write(json.dumps(note) + "\n")
+    except OSError as e: log.warning("could not note the recovery in %s: %s", run_dir / RECOVERED_FILE, e)
+    return note
+
+def _tests_last_checkpoint(run_dir: Path) -> bool:
+    try: return read_json(run_dir / CONFIG_FILE).get("select") == "last"
+    except (OSError, ValueError): return False
+
+def _action(name: str, run_dir: Path, done: bool) -> str:
+    "What the folder's next run does about broken file `name`."
+    tested = CHECKPOINT_FILE if _tests_last_checkpoint(run_dir) else BEST_FILE
+    if name in (BEST_FILE, CHECKPOINT_FILE) and name == tested and (done or name == BEST_FILE):
+        return "the tested weights are lost: the run is trained again from the start"
+    if name == CHECKPOINT_FILE:
+        return ("not needed: the run is finished" if done else
+                "the run resumes from checkpoint.prev.pt" if (run_dir / PREVIOUS_CHECKPOINT_FILE).exists() else
+                "the run is trained again from the start")
+    if name == BEST_FILE: return "not needed: the run tests its last epoch's weights"
+    if name == PREVIOUS_CHECKPOINT_FILE: return "dropped: an older checkpoint"
+    if name in _RESULTS and done: return "the run is no longer finished: it is tested again from its checkpoint"
+    if name in _RESULTS: return "rewritten when the run resumes"
+    if name == CELL_FILE: return "rewritten from the profile"
+    if name == NOTEBOOK_FILE:
+        return "the executed notebook is lost; the run's results are intact" if done else "rewritten when the cell runs"
+    return "dropped: a record of the sweep"
+
+def _unfinish(run_dir: Path, why: str):
+    "Remove a finished run's `DONE` (set aside when it is itself the broken file) and note it."
+    if (run_dir / DONE_FILE).exists():
+        (run_dir / DONE_FILE).unlink(missing_ok=True)
+        _note(run_dir, {"time": time.strftime("%Y%m%dT%H%M%S"), "file": DONE_FILE, "reason": why, "moved_to": None,
+                        "action": "removed: the run is no longer finished"})
+
+def _short_results(run_dir: Path) -> list:
+    "`(file, reason)` of a finished run's readable tables that are shorter than the run says (cut at a line end)."
+    try: config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / TEST_METRICS_FILE)
+    except (OSError, ValueError): return []
+    short = []
+    for name, expected in ((PER_SAMPLE_FILE, metrics.get("n_images")), (HISTORY_FILE, config.get("epochs"))):
+        if expected is None or not (run_dir / name).exists(): continue
+        rows = len((run_dir / name).read_text().splitlines()) - 1
+        if rows != expected: short.append((name, f"{rows} rows where the run has {expected}"))
+    return short
+
+def audit_run(run_dir) -> list:
+    "Set aside every broken file of a run folder (see above) and unfinish a run that lost a result; the notes."
+    run_dir, notes = Path(run_dir), []
+    if not run_dir.is_dir(): return notes
+    with open(run_dir / CELL_LOCK_FILE, "a") as lock:
+        try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return notes                       # a sweep is running the cell
+        done = is_done(run_dir)
+        for name in (*_RESULTS, *_WEIGHTS, *_RECORDS):
+            if not (run_dir / name).exists(): continue
+            reason = broken_file(run_dir / name)
+            if reason is None: continue
+            note = set_aside(run_dir / name, reason, _action(name, run_dir, done))
+            if note: notes.append(note)
+        for name, reason in _short_results(run_dir) if done else []:
+            note = set_aside(run_dir / name, reason, _action(name, run_dir, done))
+            if note: notes.append(note)
+        lost = [n["file"] for n in notes if "no longer finished" in n["action"] or "from the start" in n["action"]]
+        if done and lost: _unfinish(run_dir, f"{', '.join(lost)} broken")
+    return notes
+
+def recovery_notes(run_dir) -> list:
+    "The notes of `recovered.jsonl` (lines that cannot be read are skipped)."
+    path = Path(run_dir) / RECOVERED_FILE
+    if not path.exists(): return []
+    notes = []
+    for line in path.read_text(errors="replace").splitlines():
+        try: notes.append(json.loads(line))
+        except ValueError: pass
+    return notes
 
 # %% ../nbs/21_runs.ipynb #792ae306
 def _reading(value) -> tuple:

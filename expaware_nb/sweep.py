@@ -7,10 +7,11 @@ __all__ = ['log', 'PROFILE_KEYS', 'SLURM_OPTIONS', 'TRAIN_FIELDS', 'TRAIN_NOTEBO
            'packaged', 'find_profile', 'list_profiles', 'apply_override', 'load_profile', 'Cell', 'cell_id', 'expand',
            'notebook_parameters', 'write_cell', 'noting_sigterm', 'worker_kernel', 'clear_namespace',
            'execute_notebook', 'run_cell', 'cell_state', 'slurm_job_states', 'sweep_status', 'status_report',
-           'gpu_count', 'redirect_stderr', 'run_local', 'CellJob', 'run_submitit', 'sweep_timing', 'prepare', 'sweep']
+           'gpu_count', 'redirect_stderr', 'run_local', 'request_stop', 'CellJob', 'run_submitit', 'sweep_timing',
+           'recover', 'prepare', 'sweep']
 
 # %% ../nbs/30_sweep.ipynb #cbfe6feb
-import dataclasses, fcntl, hashlib, json, logging, os, re, shutil, signal, socket, subprocess, threading, time
+import dataclasses, errno, fcntl, hashlib, json, logging, os, re, shutil, signal, socket, subprocess, threading, time
 from functools import cache
 from unittest import mock
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,8 +28,10 @@ from tqdm.auto import tqdm
 from .gradcam import FORMULATIONS
 from .synth import SYNTHETIC_VERSION
 from .runs import (ATTEMPTS_FILE, CELL_FILE, CELL_LOCK_FILE, CELL_RESULT_FILE, CHECKPOINT_FILE, CONFIG_FILE,
-                              FAILED_FILE, HISTORY_FILE, MACHINERY, NOTEBOOK_FILE, RUNNING_FILE, SUBMITTED_FILE,
-                              atomic_write, collect_runs, is_done, read_json, write_json)
+                              FAILED_FILE, HISTORY_FILE, LOCK_FILE, MACHINERY, NOTEBOOK_FILE, RUNNING_FILE, STOP_FILE,
+                              SUBMITTED_FILE, DiskFull, atomic_write, audit_run, broken_file, collect_runs, disk_is_full,
+                              is_done,
+                              read_json, recovery_notes, set_aside, write_json)
 from .train import ADDED_FIELDS, TrainConfig
 
 log = logging.getLogger("expaware_nb.sweep")
@@ -169,7 +172,17 @@ def _failure(error: Exception, attempt: int) -> dict:
     return info
 
 def _log_attempt(run_dir: Path, entry: dict):
-    with open(run_dir / ATTEMPTS_FILE, "a") as f: f.write(json.dumps({"time": time.time(), **entry}) + "\n")
+    "Append `entry` to the cell's `attempts.jsonl` (a full disk costs the line, not the sweep)."
+    try:
+        with open(run_dir / ATTEMPTS_FILE, "a") as f: f.write(json.dumps({"time": time.time(), **entry}) + "\n")
+    except OSError as e: log.warning("%s: could not log %s: %s", run_dir, entry.get("event"), e)
+
+def _record_failure(run_dir: Path, failure: dict, me: dict):
+    "Write `FAILED.json` and log the attempt; a full disk leaves the failure in the sweep's own report only."
+    try: write_json(run_dir / FAILED_FILE, failure)
+    except OSError as e: log.error("%s: could not write %s (%s); the failure: %s", run_dir, FAILED_FILE, e,
+                                   failure["message"][-300:])
+    _log_attempt(run_dir, {"event": "failed", **me, "error": failure["error"]})
 
 def write_cell(cell: Cell, runs_dir) -> Path:
     "The cell's run folder, with its `cell.json` (written once)."
@@ -186,12 +199,15 @@ def _slurm_job() -> dict:
     return {k: os.environ[v] for k, v in names.items() if v in os.environ}
 
 @contextmanager
-def noting_sigterm(flag: dict):
-    "Inside, a SIGTERM (the scheduler stopping the job) sets `flag['terminated']`, then acts as it did before."
+def noting_sigterm(flag: dict, stop_file=None):
+    "Inside, a SIGTERM sets `flag['terminated']`, writes `stop_file` (asking the training to stop), then acts as before."
     if threading.current_thread() is not threading.main_thread(): yield; return
     previous = signal.getsignal(signal.SIGTERM)
     def note(signum, frame):
         flag["terminated"] = True
+        if stop_file is not None:
+            try: Path(stop_file).touch()
+            except OSError: pass
         if callable(previous): previous(signum, frame)
         else: signal.signal(signal.SIGTERM, previous); os.kill(os.getpid(), signal.SIGTERM)
     signal.signal(signal.SIGTERM, note)
@@ -239,8 +255,7 @@ def _closing_client():
                 if self.kc is not None: self.kc.stop_channels()
     return ClosingClient
 
-def execute_notebook(notebook, out, parameters: dict, km=None):
-    "papermill: `notebook` into `out` with `parameters`, on the reused kernel `km` (cleared first), or a fresh one."
+def _papermill(notebook, out, parameters: dict, km=None):
     import papermill as pm, papermill.engines as engines
     if km is None:
         return pm.execute_notebook(str(notebook), str(out), kernel_name="python3", parameters=parameters,
@@ -250,6 +265,23 @@ def execute_notebook(notebook, out, parameters: dict, km=None):
         return pm.execute_notebook(str(notebook), str(out), kernel_name="python3", parameters=parameters,
                                    progress_bar=False, km=km)
 
+def _keep_whole(partial: Path, out: Path):
+    "Rename papermill's partial output onto `out` if it reads back whole; else drop it (a full disk, a kill)."
+    if not partial.exists(): return
+    if broken_file(partial) is None: os.replace(partial, out)
+    else: partial.unlink(missing_ok=True)
+
+def execute_notebook(notebook, out, parameters: dict, km=None):
+    "papermill: `notebook` into `out` (whole or not at all), on the reused kernel `km` (cleared first), or a fresh one."
+    out = Path(out)
+    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try: return _papermill(notebook, partial, parameters, km)
+    except Exception as e:
+        if hasattr(e, "ename") or not disk_is_full(e, out.parent): raise      # a notebook's own error: as it is
+        raise DiskFull(errno.ENOSPC, f"the disk is full: could not write the executed notebook {out}; free space and "
+                       f"run the same command again: it resumes", str(out)) from e
+    finally: _keep_whole(partial, out)
+
 def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict, reuse_kernel: bool = False) -> dict | None:
     "Run the training notebook, retrying a kernel that failed to start; the failure record, or None when it ran."
     for attempt in range(1, attempts + 1):
@@ -258,15 +290,15 @@ def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict, reu
                              worker_kernel() if reuse_kernel else None)
             return None
         except Exception as e:
-            if flag.get("terminated"):                       # stopped by the scheduler: interrupted, not failed
+            if flag.get("terminated") or getattr(e, "ename", None) == "TrainingStopped":   # interrupted, not failed
                 _log_attempt(run_dir, {"event": "interrupted", **me, "error": type(e).__name__})
-                return {"error": "interrupted", "message": "the job was stopped (SIGTERM); the cell resumes"}
-            if not hasattr(e, "ename") and _never_started(run_dir / NOTEBOOK_FILE) and attempt < attempts:
+                return {"error": "interrupted", "message": "the job was stopped; the cell resumes where it stopped"}
+            if not hasattr(e, "ename") and not disk_is_full(e, run_dir) and _never_started(run_dir / NOTEBOOK_FILE) \
+                    and attempt < attempts:
                 log.warning("%s: kernel failed to start (%s: %s); retrying", cell.id, type(e).__name__, e)
                 time.sleep(attempt); continue
             failure = _failure(e, attempt)
-            write_json(run_dir / FAILED_FILE, failure)
-            _log_attempt(run_dir, {"event": "failed", **me, "error": failure["error"]})
+            _record_failure(run_dir, failure, me)
             return failure
 
 def run_cell(cell: Cell, runs_dir, attempts: int = 3, reuse_kernel: bool = False) -> dict:
@@ -276,13 +308,15 @@ def run_cell(cell: Cell, runs_dir, attempts: int = 3, reuse_kernel: bool = False
         try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return {"id": cell.id, "status": "running elsewhere"}
         if is_done(run_dir): return {"id": cell.id, "status": "done", "skipped": True}
-        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        for stale in (FAILED_FILE, STOP_FILE): (run_dir / stale).unlink(missing_ok=True)
         me, flag = {"pid": os.getpid(), "host": socket.gethostname(), **_slurm_job()}, {}
-        write_json(run_dir / RUNNING_FILE, {**me, "started": time.time()})
+        try: write_json(run_dir / RUNNING_FILE, {**me, "started": time.time()})
+        except OSError as e: return {"id": cell.id, "status": "failed", "error": f"{type(e).__name__}: {e}"}
         _log_attempt(run_dir, {"event": "start", **me})
         t0 = time.time()
         try:
-            with noting_sigterm(flag): failure = _execute(cell, run_dir, attempts, me, flag, reuse_kernel)
+            with noting_sigterm(flag, run_dir / STOP_FILE):
+                failure = _execute(cell, run_dir, attempts, me, flag, reuse_kernel)
         except BaseException as e:                       # e.g. submitit exiting after it requeued a timed-out job
             _log_attempt(run_dir, {"event": "stopped", **me, "by": type(e).__name__}); raise
         finally: (run_dir / RUNNING_FILE).unlink(missing_ok=True)
@@ -290,7 +324,8 @@ def run_cell(cell: Cell, runs_dir, attempts: int = 3, reuse_kernel: bool = False
             status = "interrupted" if failure["error"] == "interrupted" else "failed"
             return {"id": cell.id, "status": status, "error": f"{failure['error']}: {failure['message'][:300]}"}
         result = {"id": cell.id, "status": "done", "seconds": time.time() - t0}
-        write_json(run_dir / CELL_RESULT_FILE, result)
+        try: write_json(run_dir / CELL_RESULT_FILE, result)
+        except OSError as e: log.warning("%s: could not write %s: %s", run_dir, CELL_RESULT_FILE, e)
         _log_attempt(run_dir, {"event": "done", **me, "seconds": result["seconds"]})
         return result
 
@@ -318,32 +353,45 @@ def slurm_job_states() -> dict:
     rows = [line.split("|") for line in out.stdout.splitlines() if line.count("|") == 2]
     return {job: state + (f" ({reason})" if reason not in ("None", "") else "") for job, state, reason in rows}
 
+def _attempts(run_dir: Path) -> list:
+    "The entries of the cell's `attempts.jsonl`; a line that cannot be read (a full disk cut it) is skipped."
+    if not (run_dir / ATTEMPTS_FILE).exists(): return []
+    entries = []
+    for line in (run_dir / ATTEMPTS_FILE).read_text(errors="replace").splitlines():
+        try: entries.append(json.loads(line))
+        except ValueError: pass
+    return entries
+
 def _requeues(run_dir: Path) -> int:
     "How many times SLURM restarted the cell's job (the largest restart count its attempts saw)."
-    if not (run_dir / ATTEMPTS_FILE).exists(): return 0
-    entries = [json.loads(line) for line in (run_dir / ATTEMPTS_FILE).read_text().splitlines() if line.strip()]
-    return max([int(e.get("restart", 0)) for e in entries], default=0)
+    return max([int(e.get("restart", 0)) for e in _attempts(run_dir)], default=0)
 
-def _cell_row(cell_file: Path, jobs: dict) -> dict:
-    run_dir, cell = cell_file.parent, read_json(cell_file)
+def _read_or_empty(path: Path) -> dict:
+    try: return read_json(path) if path.exists() else {}
+    except (OSError, ValueError): return {}
+
+def _cell_row(cell_file: Path, jobs: dict, runs_dir: Path) -> dict:
+    run_dir = cell_file.parent
+    cell = _read_or_empty(cell_file) or {"id": str(run_dir.relative_to(runs_dir)), "disease": "(cell.json broken)"}
     state, error = cell_state(run_dir), ""
     if state == "failed":
-        f = read_json(run_dir / FAILED_FILE)
-        message = f["message"].strip()
-        error = f"{f['error']}: {message.splitlines()[-1] if message else ''}"
-    job = read_json(run_dir / SUBMITTED_FILE) if (run_dir / SUBMITTED_FILE).exists() else {}
-    return {"id": cell["id"], "disease": cell["disease"], "formulation": cell["formulation"], "alpha": cell["alpha"],
-            "seed": cell["seed"], "state": state, "error": error, "job": job.get("job_id", ""),
-            "job_state": jobs.get(job.get("job_id"), ""), "requeues": _requeues(run_dir), "log": job.get("log", ""),
-            "path": str(run_dir)}
+        f = _read_or_empty(run_dir / FAILED_FILE)
+        message = str(f.get("message", "")).strip()
+        error = f"{f.get('error', 'unreadable FAILED.json')}: {message.splitlines()[-1] if message else ''}"
+    job = _read_or_empty(run_dir / SUBMITTED_FILE)
+    recovered = "; ".join(f"{n['file']} {n['reason']}: {n['action']}" for n in recovery_notes(run_dir))
+    return {"id": cell["id"], "disease": cell["disease"], "formulation": cell.get("formulation", ""),
+            "alpha": cell.get("alpha"), "seed": cell.get("seed"), "state": state, "error": error,
+            "job": job.get("job_id", ""), "job_state": jobs.get(job.get("job_id"), ""), "requeues": _requeues(run_dir),
+            "log": job.get("log", ""), "recovered": recovered, "path": str(run_dir)}
 
 STATUS_COLUMNS = ["id", "disease", "formulation", "alpha", "seed", "state", "error", "job", "job_state", "requeues",
-                  "log", "path"]
+                  "log", "recovered", "path"]
 
 def sweep_status(runs_dir) -> pd.DataFrame:
     "One row per cell under `runs_dir` (its `cell.json`): grid coordinates, state, error, SLURM job and its state."
     jobs = slurm_job_states() if any(Path(runs_dir).glob(f"**/{SUBMITTED_FILE}")) else {}
-    rows = [_cell_row(f, jobs) for f in sorted(Path(runs_dir).glob(f"**/{CELL_FILE}"))]
+    rows = [_cell_row(f, jobs, Path(runs_dir)) for f in sorted(Path(runs_dir).glob(f"**/{CELL_FILE}"))]
     return pd.DataFrame(rows, columns=STATUS_COLUMNS)
 
 def _job_lines(status: pd.DataFrame) -> list:
@@ -367,6 +415,10 @@ def status_report(status: pd.DataFrame) -> str:
         for r in failed.itertuples():
             lines.append(f"  {r.id}\n    {r.error}\n    see {r.path}/{FAILED_FILE}")
             if r.log: lines.append(f"    job log: {r.log}")
+    recovered = status[status.recovered.fillna("") != ""] if "recovered" in status else status.iloc[:0]
+    if len(recovered):
+        lines += ["", f"cells with broken files found and set aside ({len(recovered)}; see recovered.jsonl in each):"]
+        lines += [f"  {r.id} ({r.state})\n    {r.recovered}" for r in recovered.itertuples()]
     return "\n".join(lines)
 
 # %% ../nbs/30_sweep.ipynb #4e786c68
@@ -404,21 +456,60 @@ def run_local(cells: list, runs_dir, workers: int = 1, progress: bool = True) ->
     log_dir = str(Path(runs_dir) / "_logs")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(slots, n_gpus, threads, log_dir)) as pool:
-        for future in as_completed([pool.submit(run_cell, c, runs_dir, reuse_kernel=True) for c in pending]):
-            result = future.result()
-            results.append(result); bar.update(1)
+        futures = {pool.submit(run_cell, c, runs_dir, reuse_kernel=True): c for c in pending}
+        for future in as_completed(futures):
+            try: result = future.result()
+            except Exception as e:                      # a worker that died, a folder that cannot be written
+                result = {"id": futures[future].id, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+            results.append(result)
+            if result["status"] == "running elsewhere": continue
+            bar.update(1)
             tail = f" ({result['seconds']:.0f}s)" if "seconds" in result else f": {result.get('error', '')}"
             if progress: bar.write(f"{result['status']:>8}  {result['id']}{tail}")
+    by_id = {c.id: c for c in cells}
+    results = [_after_other_sweep(by_id[r["id"]], r, runs_dir, bar, progress) for r in results]
     bar.close()
     return results
 
+def _after_other_sweep(cell: Cell, result: dict, runs_dir, bar, progress: bool) -> dict:
+    "For a cell another sweep held: wait until it lets go (its lock); run the cell here if it is still unfinished."
+    run_dir = Path(runs_dir) / cell.id
+    while result["status"] == "running elsewhere":
+        if progress: bar.write(f"{'waiting':>8}  {cell.id} (another sweep holds it)")
+        with open(run_dir / CELL_LOCK_FILE, "a") as lock: fcntl.flock(lock, fcntl.LOCK_EX)   # until the other lets go
+        state = cell_state(run_dir)
+        result = {"id": cell.id, "status": state, "by": "another sweep"} if state in ("done", "failed") else \
+            run_cell(cell, runs_dir)                            # the other sweep stopped (or only checked it)
+        bar.update(1)
+    return result
+
 # %% ../nbs/30_sweep.ipynb #7ad0e4dc
+def _training_now(run_dir: Path) -> bool:
+    "Whether a process holds the run's training lock (`train_run` is running in it)."
+    with open(run_dir / LOCK_FILE, "a") as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+def request_stop(run_dir, wait_s: float = 30.) -> bool:
+    "Ask the training in `run_dir` to save at its next batch and stop; wait (at most `wait_s`) until it has: whether it did."
+    stop, deadline = Path(run_dir) / STOP_FILE, time.monotonic() + wait_s
+    stop.touch()
+    while stop.exists() and _training_now(Path(run_dir)) and time.monotonic() < deadline: time.sleep(.1)
+    return not stop.exists()
+
 class CellJob:
-    "What one array task runs: `run_cell`. Checkpointable for submitit: a task at its time limit is requeued as it is."
+    "What one array task runs: `run_cell`. Checkpointable for submitit: a task at its time limit saves and is requeued."
+    def __init__(self, stop_wait_s: float = 30.): self.stop_wait_s = stop_wait_s
+
     def __call__(self, cell: Cell, runs_dir) -> dict: return run_cell(cell, runs_dir)
 
     def checkpoint(self, cell: Cell, runs_dir):
+        "Before submitit requeues the task: the training saves at its next batch (waited for), the next job resumes there."
         from submitit.helpers import DelayedSubmission
+        saved = request_stop(Path(runs_dir) / cell.id, self.stop_wait_s)
+        _log_attempt(Path(runs_dir) / cell.id, {"event": "requeue", "saved_at_stop": saved, **_slurm_job()})
         return DelayedSubmission(self, cell, runs_dir)
 
 def _executor(runs_dir, cluster: str, partition=None, time_min: int = 720, gpus_per_node=None, cpus_per_task=None,
@@ -436,7 +527,9 @@ def run_submitit(cells: list, runs_dir, cluster: str | None = "slurm", wait: boo
     "Submit the unfinished `cells` as a job array (`options`: see `SLURM_OPTIONS`); with `wait`, their results."
     pending = [c for c in cells if not is_done(Path(runs_dir) / c.id)]
     if not pending: return []
-    jobs = _executor(runs_dir, cluster, **options).map_array(CellJob(), pending, [str(runs_dir)] * len(pending))
+    stop_wait_s = options.get("signal_delay_s", 90) / 3          # the job must still requeue before its time limit
+    jobs = _executor(runs_dir, cluster, **options).map_array(CellJob(stop_wait_s), pending,
+                                                             [str(runs_dir)] * len(pending))
     for cell, job in zip(pending, jobs):
         write_json(Path(runs_dir) / cell.id / SUBMITTED_FILE, {"job_id": str(job.job_id), "cluster": cluster,
                                                               "log": str(job.paths.stderr), "submitted": time.time()})
@@ -449,18 +542,30 @@ def sweep_timing(runs_dir) -> dict:
     n = 0
     for result in Path(runs_dir).glob(f"**/{CELL_RESULT_FILE}"):
         history = result.parent / HISTORY_FILE
-        if not history.exists(): continue
+        if not history.exists() or broken_file(result) or broken_file(history): continue
         wall += read_json(result)["seconds"]; train += pd.read_csv(history).seconds.sum(); n += 1
     share = 1 - train / wall if wall else float("nan")
     return {"cells": n, "cell_seconds": wall, "epoch_seconds": train, "overhead_share": share}
 
 # %% ../nbs/30_sweep.ipynb #5f416714
+def recover(cells: list, runs_dir) -> list:
+    "Audit every cell's folder and the results table: broken files set aside (`audit_run`); the notes, with their cell."
+    notes = [{"cell": c.id, **n} for c in cells for n in audit_run(Path(runs_dir) / c.id)]
+    results = Path(runs_dir) / "results.csv"
+    reason = broken_file(results) if results.exists() else None
+    if reason: notes.append({"cell": "", **(set_aside(results, reason, "rewritten at the end of this sweep") or {})})
+    if notes:
+        print(f"found {len(notes)} broken file(s) in the runs folder, set aside (`expaware status` lists them):")
+        for n in notes: print(f"  {n['cell']}/{n.get('file')}: {n.get('reason')}; {n.get('action')}")
+    return notes
+
 def prepare(cells: list, runs_dir):
-    "Make each dataset and image cache the cells need, once; write every cell's `cell.json`."
+    "Make each dataset and image cache the cells need, once; recover broken run files; write every cell's `cell.json`."
     from expaware_nb.train import data_and_cache
     def data_key(c): return c.config.data, json.dumps(c.config.synthetic,
                                                       sort_keys=True), c.config.cache_dir, c.config.image_size
     for config in {data_key(c): c.config for c in cells}.values(): data_and_cache(config, progress=True)
+    recover(cells, runs_dir)
     for c in cells: write_cell(c, runs_dir)
 
 def sweep(profile: dict, runs_dir=None, backend: str = "local", workers: int = 1, progress: bool = True,

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['log', 'ADDED_FIELDS', 'SUMMARY_METRICS', 'TrainConfig', 'loss_terms', 'evaluate', 'summarize', 'pick_device',
-           'data_and_cache', 'run_data', 'train_run']
+           'data_and_cache', 'run_data', 'TrainingDiverged', 'TrainingStopped', 'stop_requests', 'train_run']
 
 # %% ../nbs/22_train.ipynb #6ff326ad
-import dataclasses, logging, platform, subprocess, time
+import dataclasses, logging, os, platform, signal, subprocess, threading, time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,9 @@ from .cache import build_cache, library_versions
 from .dataset import XrayDataset, boxes_masks, collate, to_network_input
 from .model import build_model, feature_map_size
 from .runs import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, HEATMAPS_FILE, HISTORY_FILE,
-                              MACHINERY, PER_SAMPLE_FILE,
-                              TEST_METRICS_FILE, atomic_write, evaluation_heatmaps, exclusive, read_json,
-                              tested_weights, write_json)
+                              MACHINERY, PER_SAMPLE_FILE, PREVIOUS_CHECKPOINT_FILE, STOP_FILE,
+                              TEST_METRICS_FILE, atomic_write, broken_file, evaluation_heatmaps, exclusive, read_json,
+                              set_aside, tested_weights, write_json)
 
 log = logging.getLogger("expaware_nb.train")
 
@@ -177,6 +178,12 @@ def pick_device(name: str = "auto") -> torch.device:
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
+def _epoch_order(seed: int, epoch: int, n: int) -> list:
+    "The training set's order in `epoch`: what a shuffling DataLoader with `_epoch_generator` draws."
+    g = _epoch_generator(seed, epoch)
+    torch.empty((), dtype=torch.int64).random_(generator=g)        # the DataLoader draws its workers' base seed first
+    return torch.randperm(n, generator=g).tolist()
+
 def _rng_state(device) -> dict:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda": state["cuda"] = torch.cuda.get_rng_state_all()
@@ -216,11 +223,43 @@ def run_data(config: TrainConfig):
     return task, cache, splits
 
 # %% ../nbs/22_train.ipynb #64ab832d
-def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) -> dict:
+class TrainingDiverged(RuntimeError):
+    "A loss or gradient that became NaN or infinite: the run stops before the bad step, its last checkpoint kept."
+
+class TrainingStopped(RuntimeError):
+    "A run that saved its state at a batch boundary because it was asked to stop (a signal or a STOP file)."
+
+def _grad_norm(model) -> torch.Tensor:
+    "The norm of all gradients (fused where torch has `get_total_norm`, 2.6 and later)."
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads: return torch.zeros(())
+    fused = getattr(torch.nn.utils, "get_total_norm", None)
+    return fused(grads) if fused else torch.stack([g.norm() for g in grads]).norm()
+
+def _check_finite(total, bce, exp, model, epoch: int, batch: int):
+    "Raise `TrainingDiverged` unless the batch's loss and gradient norm are finite."
+    norm = _grad_norm(model)
+    if bool(torch.isfinite(total.detach()) & torch.isfinite(norm)): return
+    exp_text = f", explanation term {exp.item():.4g}" if exp is not None else ""
+    raise TrainingDiverged(f"epoch {epoch}, batch {batch}: the loss is {total.item():.4g} (BCE {bce.item():.4g}"
+                           f"{exp_text}), the gradient norm {norm.item():.4g}; the run stops before this step, "
+                           f"its last checkpoint is kept")
+
+def _train_loader(dataset, config, epoch: int, device, first_batch: int = 0):
+    "The training loader of `epoch`, from its batch `first_batch` on."
+    order = _epoch_order(config.seed, epoch, len(dataset))[first_batch * config.batch_size:]
+    # the generator is only for the workers' base seed: drawing it from the global generator would move dropout's
+    return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=order, collate_fn=collate,
+                                       generator=_epoch_generator(config.seed, epoch), num_workers=config.num_workers,
+                                       pin_memory=device.type == "cuda")  # asynchronous copies to the GPU
+
+def _train_epoch(model, loader, optimizer, config, device, features_fn, desc, epoch: int = 1, first_batch: int = 0,
+                 sums=None, should_stop=lambda: False, on_stop=None) -> dict:
     model.train()
     # bce*n, exp, batches with exp, correct, n: summed on the device, read once an epoch (no per-batch synchronisation)
-    sums = torch.zeros(5, dtype=torch.float64, device=device)
-    for images, labels, masks, boxes, _ in tqdm(loader, desc=desc, leave=False, unit="batch"):
+    sums = torch.zeros(5, dtype=torch.float64, device=device) if sums is None else sums.to(device)
+    for batch, (images, labels, masks, boxes, _) in enumerate(tqdm(loader, desc=desc, leave=False, unit="batch"),
+                                                              first_batch + 1):
         x = to_network_input(images.to(device, non_blocking=True))
         if device.type == "cuda": x = x.contiguous(memory_format=torch.channels_last)
         y, masks = labels.to(device), masks.to(device)
@@ -230,11 +269,13 @@ def _train_epoch(model, loader, optimizer, config, device, features_fn, desc) ->
                                                  boxes)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        _check_finite(total, bce, exp, model, epoch, batch)
         optimizer.step()
         with torch.no_grad():
             exp_sum = exp.double() if exp is not None else sums.new_zeros(())
             sums += torch.stack([bce.double() * len(y), exp_sum, sums.new_tensor(float(exp is not None)),
                                  (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(len(y)))])
+        if should_stop(): on_stop(batch, sums)
     bce_sum, exp_sum, n_exp, correct, n = sums.tolist()
     bce = bce_sum / n
     exp = exp_sum / n_exp if n_exp else float("nan")
@@ -257,13 +298,24 @@ def _config_matches(saved: dict, config: TrainConfig) -> bool:
     mine = dataclasses.asdict(config)
     return all(saved.get(k, ADDED_FIELDS.get(k)) == v for k, v in mine.items() if k not in MACHINERY)
 
-def _save_checkpoint(run_dir: Path, model, optimizer, epoch, history, best, device):
+def _save_checkpoint(run_dir: Path, model, optimizer, epoch, history, best, device, partial=None):
+    "Checkpoint after `epoch` (and `partial`: the batches done of the next one); the one before becomes the previous."
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
-             "best": best, "rng": _rng_state(device)}
+             "best": best, "rng": _rng_state(device), "partial": partial}
+    if (run_dir / CHECKPOINT_FILE).exists(): os.replace(run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE)
     atomic_write(run_dir / CHECKPOINT_FILE, lambda p: torch.save(state, p))
 
-def _load_checkpoint(run_dir: Path, device) -> dict:
-    return torch.load(run_dir / CHECKPOINT_FILE, map_location=device, weights_only=True)
+def _load_checkpoint(run_dir: Path, device) -> dict | None:
+    "The newest checkpoint that reads back (`checkpoint.pt`, else the previous one); broken ones are set aside."
+    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+        path = run_dir / name
+        if not path.exists(): continue
+        reason = broken_file(path)
+        if reason is None:
+            try: return torch.load(path, map_location=device, weights_only=True)
+            except Exception as e: reason = f"torch.load failed: {type(e).__name__}: {e}"
+        set_aside(path, reason, "the run resumes from the previous checkpoint, or from the start")
+    return None
 
 # %% ../nbs/22_train.ipynb #62c72836
 def _write_history(run_dir: Path, history: list):
@@ -325,37 +377,82 @@ def _start(config: TrainConfig, run_dir: Path, device) -> tuple:
     if device.type == "cuda": model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"model": model, "optimizer": optimizer, "history": [], "best": {"epoch": 0, "val_accuracy": -1.},
-             "start": 1}
-    if (run_dir / CHECKPOINT_FILE).exists():
-        saved = _load_checkpoint(run_dir, device)
+             "start": 1, "partial": None}
+    saved = _load_checkpoint(run_dir, device)
+    if saved is not None and _lost_best_weights(run_dir, config, saved):
+        for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE): (run_dir / name).unlink(missing_ok=True)
+        saved = None
+    if saved is not None:
         model.load_state_dict(saved["model"]); optimizer.load_state_dict(saved["optimizer"])
-        state.update(history=saved["history"], best=saved["best"], start=saved["epoch"] + 1)
+        state.update(history=saved["history"], best=saved["best"], start=saved["epoch"] + 1,
+                     partial=saved.get("partial"))
         _set_rng_state(saved["rng"], device)
-        log.info("%s: resuming after epoch %d", run_dir, saved["epoch"])
+        if saved["history"]: _write_history(run_dir, saved["history"])     # the checkpoint's: it may be an older one
+        where = f"batch {state['partial']['batches']} of epoch {state['start']}" if state["partial"] else \
+            f"epoch {saved['epoch']}"
+        log.info("%s: resuming after %s", run_dir, where)
     return task, cache, splits, state
+
+def _lost_best_weights(run_dir: Path, config: TrainConfig, saved: dict) -> bool:
+    "Whether the run tests its best weights, has had a best epoch, and `best.pt` is gone or broken."
+    if config.select != "best_val_accuracy" or saved["best"]["epoch"] == 0: return False
+    path = run_dir / BEST_FILE
+    reason = broken_file(path) if path.exists() else "missing"
+    if reason is None: return False
+    if path.exists(): set_aside(path, reason, "the tested weights are lost: the run is trained again from the start")
+    log.warning("%s: best.pt %s: training again from the start", run_dir, reason)
+    return True
+
+@contextmanager
+def stop_requests(run_dir: Path):
+    "Inside, SIGTERM, SIGUSR2 (a scheduler's stop and requeue signals) or a `STOP` file ask to stop; yields the asking."
+    asked, previous = {}, {}
+    if threading.current_thread() is threading.main_thread():              # signals reach the main thread only
+        for sig in (signal.SIGTERM, signal.SIGUSR2):
+            previous[sig] = signal.signal(sig, lambda signum, frame: asked.setdefault("by", signal.Signals(signum).name))
+    try: yield lambda: asked.get("by") or (STOP_FILE if (run_dir / STOP_FILE).exists() else None)
+    finally:
+        for sig, handler in previous.items(): signal.signal(sig, handler)
+
+def _stopper(run_dir: Path, state: dict, epoch: int, t0: float, device, why):
+    "What `_train_epoch` calls on a stop request: save the state at this batch, acknowledge, raise `TrainingStopped`."
+    def on_stop(batch: int, sums):
+        partial = {"epoch": epoch, "batches": batch, "sums": sums.cpu(), "seconds": time.time() - t0}
+        _save_checkpoint(run_dir, state["model"], state["optimizer"], epoch - 1, state["history"], state["best"],
+                         device, partial)
+        (run_dir / STOP_FILE).unlink(missing_ok=True)                      # the acknowledgement
+        raise TrainingStopped(f"{run_dir}: asked to stop ({why()}); saved at batch {batch} of epoch {epoch}: "
+                              f"the next attempt resumes there")
+    return on_stop
 
 def _fit(config: TrainConfig, run_dir: Path, splits: dict, state: dict, device):
     "Train the remaining epochs; after each, validate, keep the best weights, checkpoint and write the history."
-    model, optimizer, history, best = state["model"], state["optimizer"], state["history"], state["best"]
+    model, optimizer = state["model"], state["optimizer"]
     features_fn = torch.compile(model.features) if config.compile else None
     val_loader = torch.utils.data.DataLoader(splits["val"], batch_size=config.batch_size, collate_fn=collate)
-    for epoch in range(state["start"], config.epochs + 1):
-        t0 = time.time()
-        splits["train"].set_epoch(epoch)
-        order = _epoch_generator(config.seed, epoch)
-        loader = torch.utils.data.DataLoader(splits["train"], batch_size=config.batch_size, collate_fn=collate,
-                                             shuffle=True, generator=order, num_workers=config.num_workers,
-                                             pin_memory=device.type == "cuda")  # asynchronous copies to the GPU
-        desc = f"epoch {epoch}/{config.epochs}"
-        row = {"epoch": epoch, **_train_epoch(model, loader, optimizer, config, device, features_fn, desc)}
-        row.update(_validate(model, val_loader, config, device), seconds=time.time() - t0)
-        history.append(row)
-        if row["val_accuracy"] > best["val_accuracy"]:
-            best = state["best"] = {"epoch": epoch, "val_accuracy": row["val_accuracy"]}
-            atomic_write(run_dir / BEST_FILE, lambda p: torch.save(model.state_dict(), p))
-        _save_checkpoint(run_dir, model, optimizer, epoch, history, best, device)
-        _write_history(run_dir, history)
-        print(_summary_line(row, config.epochs), flush=True)
+    with stop_requests(run_dir) as should_stop:
+        for epoch in range(state["start"], config.epochs + 1):
+            partial, state["partial"] = state["partial"] or {"batches": 0, "sums": None, "seconds": 0.}, None
+            t0 = time.time() - partial["seconds"]
+            splits["train"].set_epoch(epoch)
+            loader = _train_loader(splits["train"], config, epoch, device, partial["batches"])
+            on_stop = _stopper(run_dir, state, epoch, t0, device, should_stop)
+            row = {"epoch": epoch, **_train_epoch(model, loader, optimizer, config, device, features_fn,
+                                                  f"epoch {epoch}/{config.epochs}", epoch, partial["batches"],
+                                                  partial["sums"], should_stop, on_stop)}
+            _end_epoch(config, run_dir, state, row, val_loader, device, t0)
+
+def _end_epoch(config, run_dir: Path, state: dict, row: dict, val_loader, device, t0: float):
+    "Validate, keep the best weights, checkpoint, write the history, print the epoch's line."
+    model, history = state["model"], state["history"]
+    row.update(_validate(model, val_loader, config, device), seconds=time.time() - t0)
+    history.append(row)
+    if row["val_accuracy"] > state["best"]["val_accuracy"]:
+        state["best"] = {"epoch": row["epoch"], "val_accuracy": row["val_accuracy"]}
+        atomic_write(run_dir / BEST_FILE, lambda p: torch.save(model.state_dict(), p))
+    _save_checkpoint(run_dir, model, state["optimizer"], row["epoch"], history, state["best"], device)
+    _write_history(run_dir, history)
+    print(_summary_line(row, config.epochs), flush=True)
 
 def train_run(config: TrainConfig, run_dir) -> dict:
     "Train and test one run into `run_dir`; resume it if a checkpoint is there; return its test metrics."
@@ -375,4 +472,5 @@ def train_run(config: TrainConfig, run_dir) -> dict:
                        seconds_until_test=t_train, epochs_run_in_this_process=config.epochs + 1 - state["start"])
         write_json(run_dir / TEST_METRICS_FILE, metrics)
         write_json(run_dir / DONE_FILE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        (run_dir / PREVIOUS_CHECKPOINT_FILE).unlink(missing_ok=True)      # only an unfinished run needs it
         return metrics

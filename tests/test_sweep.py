@@ -1,7 +1,7 @@
-"""The sweep under abuse: SIGKILLed at random moments (five times) then finished; two sweeps at once on one
+"""The sweep under abuse: SIGKILLed five times (each as soon as it has made some progress: an epoch, a finished cell) then finished; two sweeps at once on one
 runs folder; submitit's local executor. Nothing finished runs twice, nothing half-written counts as finished,
 and the final results equal an uninterrupted sweep's (CPU, same seeds, same threads per cell)."""
-import json, os, random, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 
 import pandas as pd
 import pytest
@@ -19,10 +19,10 @@ def overrides(root):
     return GRID + [f"data={root}/synthetic", f"cache_dir={root}/cache", "synthetic={n_train: 80, n_test: 30, seed: 0}"]
 
 
-def start_sweep(root, runs):
+def start_sweep(root, runs, stdout=subprocess.DEVNULL):
     cmd = [sys.executable, "-m", "expaware_nb.cli", "sweep", "demo", "--runs", str(runs), "--workers", "2"]
     for o in overrides(root): cmd += ["--set", o]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
 
 
 def results(runs):
@@ -49,7 +49,7 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(root):
     proc = start_sweep(root, root / "reference")
-    assert proc.wait(timeout=900) == 0
+    assert proc.wait(timeout=1800) == 0
     return results(root / "reference")
 
 
@@ -57,23 +57,46 @@ def test_grid_size(root):
     assert len(expand(load_profile("demo", overrides(root)))) == 7
 
 
+def epochs_written(runs):
+    "Epoch rows written so far, over every cell."
+    return sum(max(0, len((d / "history.csv").read_text().splitlines()) - 1) for d in cell_dirs(runs, "history.csv"))
+
+
+# each kill lands as soon as the sweep has made this much progress since it (re)started: events, not elapsed time
+KILL_EVENTS = [("an epoch", lambda runs, at_start: epochs_written(runs) > at_start["epochs"]),
+               ("a cell finished", lambda runs, at_start: len(cell_dirs(runs, "DONE")) > at_start["done"]),
+               ("an epoch", lambda runs, at_start: epochs_written(runs) > at_start["epochs"]),
+               ("two cells finished", lambda runs, at_start: len(cell_dirs(runs, "DONE")) > at_start["done"] + 1),
+               ("an epoch", lambda runs, at_start: epochs_written(runs) > at_start["epochs"])]
+
+
+def kill_on(event, proc, runs, at_start):
+    "SIGKILL the sweep's process group once `event` is seen; whether the sweep was still running then."
+    deadline = time.monotonic() + 1800                              # only to fail with a message, never to pass
+    while not event(runs, at_start) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the sweep made no progress in 30 minutes"
+        time.sleep(.05)
+    alive = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    return alive
+
+
 def test_killed_sweep_loses_and_repeats_nothing(root, reference):
-    runs, rng = root / "killed", random.Random(1)
-    finished_at_kill = {}
-    for target in (0, 0, 1, 2, 3):              # five kills, each at a random moment once `target` cells are finished
+    runs = root / "killed"
+    finished_at_kill, landed = {}, []
+    for name, event in KILL_EVENTS:
+        at_start = {"epochs": epochs_written(runs), "done": len(cell_dirs(runs, "DONE"))}
+        if at_start["done"] == 7: break                  # the kernels of a killed sweep finish the cell they train
         proc = start_sweep(root, runs)
-        deadline = time.time() + 300
-        while len(cell_dirs(runs, "DONE")) <= target and proc.poll() is None and time.time() < deadline:
-            time.sleep(.1)
-        time.sleep(rng.uniform(1, 6))
-        os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        alive = kill_on(event, proc, runs, at_start)
+        landed.append((name, alive, len(cell_dirs(runs, "DONE"))))
         for run_dir in cell_dirs(runs, "DONE"):
             load_run(run_dir)                                       # a finished run is complete, never half-written
             finished_at_kill.setdefault(str(run_dir.relative_to(runs)), (run_dir / "DONE").stat().st_mtime_ns)
-    assert 0 < len(finished_at_kill) < 7, "the kills did not land mid-sweep: the test proves nothing"
-    assert set(sweep_status(runs).state) - {"done"}, "nothing was left to resume"
+    assert len(landed) >= 3 and all(alive for _, alive, _ in landed), landed     # each kill landed mid-sweep
+    assert 0 < landed[-1][2] < 7, landed                 # finished cells, and unfinished ones, when the last kill came
     proc = start_sweep(root, runs)
-    assert proc.wait(timeout=900) == 0
+    assert proc.wait(timeout=1800) == 0
     assert (sweep_status(runs).state == "done").all()
     for cell, mtime in finished_at_kill.items():
         assert (runs / cell / "DONE").stat().st_mtime_ns == mtime, f"{cell} finished before a kill and ran again"
@@ -83,8 +106,11 @@ def test_killed_sweep_loses_and_repeats_nothing(root, reference):
 
 def test_two_sweeps_at_once_run_each_cell_once(root, reference):
     runs = root / "twice"
-    procs = [start_sweep(root, runs) for _ in range(2)]
-    assert [p.wait(timeout=900) for p in procs] == [0, 0]
+    procs = [start_sweep(root, runs, stdout=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=1800)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    for out in outputs:                                   # each command ends with the complete table
+        assert "results table (7 finished runs)" in out and "total: 7 done" in out, out[-2000:]
     assert len(cell_dirs(runs)) == 7 and all(len(starts(d)) == 1 for d in cell_dirs(runs))
     assert {len({s["pid"] for s in starts(d)}) for d in cell_dirs(runs)} == {1}
     pd.testing.assert_frame_equal(results(runs), reference)
