@@ -53,9 +53,19 @@ def start_munge(folder: Path) -> subprocess.Popen | None:
     return daemon
 
 
+def free_ports(n: int) -> list:
+    "`n` TCP ports free now (the test's cluster must not meet another one on this machine)."
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets: s.bind(("", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets: s.close()
+    return ports
+
+
 def slurm_conf(folder: Path) -> Path:
     host = socket.gethostname().split(".")[0]
-    lines = ["ClusterName=expaware-test", f"SlurmctldHost={host}", "SlurmctldPort=6917", "SlurmdPort=6918",
+    ctld, slurmd = free_ports(2)
+    lines = ["ClusterName=expaware-test", f"SlurmctldHost={host}", f"SlurmctldPort={ctld}", f"SlurmdPort={slurmd}",
              "AuthType=auth/munge", "AuthInfo=cred_expire=10",           # a requeued job may start again after 10 s
              "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
              "SelectTypeParameters=CR_Core", "SlurmUser=root", "SlurmdUser=root", "ReturnToService=2",
@@ -161,14 +171,15 @@ def test_job_array_cancel_and_resubmit(slurm, tmp_path):
 
 
 def test_time_limit_requeues_until_done(slurm, tmp_path):
-    # a DenseNet-121 at 128 px, batches of 4: about 12 s an epoch on one idle core, 40 s of training in all
+    # a DenseNet-121 at 128 px, batches of 4: 2.5-3.5 s an epoch on one core, 100-140 s of training in all, more
+    # than the longest window a job leaves for training (below): at least two jobs
     grid = [*GRID, "--set", "formulations=[logit_sqr]", "--set", "arch=densenet121", "--set", "batch_size=4",
-            "--set", "epochs=3"]
-    # the signal comes 30 s into each 1-minute job: late enough that the job's Python has installed submitit's
-    # handler even on a loaded machine (a signal before that kills the job instead of requeueing it). Each job spends
-    # 10-20 s starting (kernel, imports, data): an attempt trains a few batches only, often less than an epoch, and
-    # keeps every batch it trained (saved at the next batch boundary on the signal)
-    out = expaware("sweep", "demo", "--runs", "runs", "--backend", "slurm", "--cpus", "1", "--time", "1",
+            "--set", "epochs=40"]
+    # 2-minute jobs, signalled 30 s before their limit: SLURM may send the signal up to 60 s early, so it comes 30 to
+    # 90 s into a job, after submitit's handler is installed even on a loaded machine (a signal before that ends the
+    # job instead of requeueing it). Each job spends 10-20 s or more starting (kernel, imports, data): an attempt
+    # trains what is left, often a part of an epoch, and keeps every batch it trained (saved on the signal)
+    out = expaware("sweep", "demo", "--runs", "runs", "--backend", "slurm", "--cpus", "1", "--time", "2",
                    "--signal-delay", "30", "--max-requeues", "40", *grid, cwd=tmp_path, env=slurm)
     assert "submitted 1 cells as SLURM job(s)" in out, out
     run_dir = cell_dir(tmp_path / "runs", "logit_sqr")
@@ -181,10 +192,10 @@ def test_time_limit_requeues_until_done(slurm, tmp_path):
     wait_for(lambda: (run_dir / "DONE").exists() or not jobs_left(slurm), 3600, "the cell to finish", every=2)
     events = attempts(run_dir)
     restarts = sorted({int(a.get("restart", 0)) for a in events if a["event"] == "start"})
-    assert (run_dir / "DONE").exists() and len(restarts) >= 3, events          # the job, requeued at least twice
+    assert (run_dir / "DONE").exists() and len(restarts) >= 2, events          # the job, requeued
     saved = [a for a in events if a["event"] == "requeue" and a["saved_at_stop"]]
-    assert len(saved) >= 2, events                 # the training saved at a batch boundary before each of these requeues
-    assert read_json(run_dir / "test_metrics.json")["epochs_run_in_this_process"] < 3
+    assert saved, events                             # the training saved at a batch boundary before the requeue
+    assert read_json(run_dir / "test_metrics.json")["epochs_run_in_this_process"] < 40
     print(f"finished over {len(restarts)} jobs; {len(saved)} saved at a batch boundary on the signal")
 
     expaware("sweep", "demo", "--runs", "local", "--workers", "2", *grid, cwd=tmp_path, env=slurm)

@@ -1,6 +1,7 @@
-"""The sweep under abuse: SIGKILLed five times (each as soon as it has made some progress: an epoch, a finished cell) then finished; two sweeps at once on one
-runs folder; submitit's local executor. Nothing finished runs twice, nothing half-written counts as finished,
-and the final results equal an uninterrupted sweep's (CPU, same seeds, same threads per cell)."""
+"""The sweep under abuse: SIGKILLed up to five times (each as soon as it has made some progress: an epoch, a
+finished cell), then finished; two sweeps at once on one runs folder; submitit's local executor. Nothing finished
+runs twice, nothing half-written counts as finished, both of two concurrent sweeps end with the complete table, and
+the final results equal an uninterrupted sweep's (CPU, same seeds, same threads per cell)."""
 import json, os, signal, subprocess, sys, time
 
 import pandas as pd
@@ -86,15 +87,16 @@ def test_killed_sweep_loses_and_repeats_nothing(root, reference):
     finished_at_kill, landed = {}, []
     for name, event in KILL_EVENTS:
         at_start = {"epochs": epochs_written(runs), "done": len(cell_dirs(runs, "DONE"))}
-        if at_start["done"] == 7: break                  # the kernels of a killed sweep finish the cell they train
+        if at_start["done"] == 7: break
         proc = start_sweep(root, runs)
-        alive = kill_on(event, proc, runs, at_start)
-        landed.append((name, alive, len(cell_dirs(runs, "DONE"))))
+        if not kill_on(event, proc, runs, at_start): break
+        landed.append((name, len(cell_dirs(runs, "DONE"))))
         for run_dir in cell_dirs(runs, "DONE"):
             load_run(run_dir)                                       # a finished run is complete, never half-written
             finished_at_kill.setdefault(str(run_dir.relative_to(runs)), (run_dir / "DONE").stat().st_mtime_ns)
-    assert len(landed) >= 3 and all(alive for _, alive, _ in landed), landed     # each kill landed mid-sweep
-    assert 0 < landed[-1][2] < 7, landed                 # finished cells, and unfinished ones, when the last kill came
+    # the kernels of a killed sweep finish the cell they were training (another process: the kill does not reach
+    # them), so on a loaded machine the work left can run out before the fifth kill; three landed mid-sweep at least
+    assert len(landed) >= 3 and any(0 < done < 7 for _, done in landed), landed
     proc = start_sweep(root, runs)
     assert proc.wait(timeout=1800) == 0
     assert (sweep_status(runs).state == "done").all()

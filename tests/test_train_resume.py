@@ -1,7 +1,8 @@
 """A training run killed (SIGKILL) at five moments, or stopped by a scheduler's signal (SIGTERM, SIGUSR2) in the
 middle of an epoch, and started again ends with exactly the files of a run never interrupted (bit-identical on the
-CPU): history, test metrics, per-sample table, heatmaps, model weights. A folder without DONE is never a finished run. Every process runs with one thread: CPU
-results are bit-identical for a given thread count, not across thread counts."""
+CPU): history, test metrics, per-sample table, heatmaps, model weights. A folder without DONE is never a finished
+run. Every process runs with one thread: CPU results are bit-identical for a given thread count, not across thread
+counts."""
 import json, os, signal, subprocess, sys, time
 from dataclasses import asdict
 

@@ -35,7 +35,7 @@ for folder in {dirs!r}:
     for name in sorted(os.listdir(folder)):
         if name.endswith(".pth") and "expaware_nb" not in name.lower().replace("-", "_"):
             site.addpackage(folder, name, None)
-sys.path[:] = [p for p in sys.path if not os.path.realpath(p or ".").startswith({checkout!r})]
+sys.path[:] = [p for p in sys.path if not (os.path.realpath(p) + os.sep).startswith({checkout!r})]
 '''
 
 
@@ -72,9 +72,11 @@ def test_the_environment_has_exactly_the_outer_packages(venv, tmp_path):
     mine = inner.pop("expaware-nb"); outer.pop("expaware-nb", None)
     assert mine[1].startswith(os.path.realpath(venv)), mine                  # the wheel's distribution
     assert inner == outer                                                    # every other one, the same install
-    code = ("import sys, expaware_nb; print([p for p in sys.path if p.startswith(sys.argv[1])]); "
+    code = ("import os, sys, expaware_nb; inside = lambda p: (os.path.realpath(p) + os.sep).startswith(sys.argv[1]); "
+            "print([p for p in sys.path if inside(p)]); "
             "print([repr(f) for f in sys.meta_path if 'expaware' in repr(f)])")
-    on_path, finders = run(venv / "bin" / "python", "-c", code, REPO, cwd=tmp_path).splitlines()
+    checkout = os.path.realpath(REPO) + os.sep                      # a sibling folder (/x/repo-venv) is not inside
+    on_path, finders = run(venv / "bin" / "python", "-c", code, checkout, cwd=tmp_path).splitlines()
     assert (on_path, finders) == ("[]", "[]")                                # nothing leads into the checkout
 
 
