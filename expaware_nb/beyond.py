@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['EQUIVALENCE_CLASSES', 'SATURATION_GAP', 'GUIDANCE_NAMES', 'ATTRIBUTION_NAMES', 'heatmaps_under_all_scores',
-           'equivalence_summary', 'class_vs_seed_spread', 'reading_differences', 'cue_robustness', 'method_label',
-           'pareto_front', 'marker_table', 'fig_guidance_pareto']
+           'equivalence_summary', 'class_vs_seed_spread', 'reading_differences', 'cue_robustness', 'count_range',
+           'fig_cue_robustness', 'method_label', 'pareto_front', 'marker_table', 'fig_guidance_pareto']
 
 # %% ../nbs/44_beyond.ipynb #12a470c2
 import math
@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .dataset import to_network_input
-from .gradcam import ABBREVIATIONS, SCORES
+from .gradcam import ABBREVIATIONS, FORMULATIONS, SCORES
 from .results import EXPLANATION_METRICS
 from .stats import directional, verdict
 from .runs import CONFIG_FILE, HEATMAPS_FILE, PER_SAMPLE_FILE, evaluation_heatmaps, read_json, tested_model
@@ -110,6 +110,49 @@ def cue_robustness(results: pd.DataFrame) -> pd.DataFrame:
                      "accuracy_cue_conflicts": s[~agrees].correct.mean(), "n_images": len(s),
                      "n_conflicting": int((~agrees).sum())})
     return pd.DataFrame(rows)
+
+# %% ../nbs/44_beyond.ipynb #c0e1f002
+def count_range(values) -> str:
+    "One number, or the range of several: '64' or '60-64'."
+    lo, hi = int(np.min(values)), int(np.max(values))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+def fig_cue_robustness(cue: pd.DataFrame):
+    "Accuracy where the marker agrees with / contradicts the label, per formulation and alpha (runs as dots)."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    present = [f for f in FORMULATIONS if f in set(cue.formulation.astype(str))]
+    alphas = sorted(cue[cue.formulation.astype(str) != "bce"].alpha.unique())
+    colour = {a: f"C{i}" for i, a in enumerate(alphas)}
+    width = .8 / max(len(alphas), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
+    panels = (("accuracy_cue_agrees", "(a) marker agrees with the label"),
+              ("accuracy_cue_conflicts", "(b) marker contradicts the label"))
+    runs_per_bar = []
+    for ax, (column, title) in zip(axes, panels):
+        for i, f in enumerate(present):
+            g = cue[cue.formulation.astype(str) == f]
+            bars = [(None, g, i, .35)] if f == "bce" else [
+                (a, g[g.alpha == a], i - .4 + width * (k + .5), width) for k, a in enumerate(alphas)]
+            for a, h, x, w in bars:
+                if not len(h): continue
+                runs_per_bar.append(len(h))
+                ax.bar(x, h[column].mean(), width=w * .9, color="black" if a is None else colour[a], alpha=.75)
+                ax.plot([x] * len(h), h[column], ".", color="0.2", ms=3)
+        ax.axhline(.5, color="grey", ls="--", lw=.8)
+        ax.annotate("chance (0.5)", (1, .5), xycoords=("axes fraction", "data"), xytext=(-2, 2),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=7, color="grey")
+        ax.set_xticks(range(len(present)), [ABBREVIATIONS[f] for f in present], rotation=30)
+        ax.set(title=title, ylim=(0, 1.05), xlabel="formulation")
+    axes[0].set_ylabel("test accuracy (bar: mean; dot: one run)")
+    handles = [Patch(color="black", alpha=.75)] * ("bce" in present) + [Patch(color=colour[a], alpha=.75) for a in alphas]
+    labels = ["BCE"] * ("bce" in present) + [f"alpha {a:g}" for a in alphas]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(.5, -.06), fontsize=8, frameon=False)
+    fig.suptitle(f"Test accuracy by agreement of the spurious marker with the label: {count_range(runs_per_bar or [0])} "
+                 f"run(s) per bar; {count_range(cue.n_images)} test images, {count_range(cue.n_conflicting)} of them with "
+                 "a contradicting marker", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/44_beyond.ipynb #f5a1c002
 GUIDANCE_NAMES = {"topk": "top-k", "energy": "Energy", "l1": "L1", "rrr": "RRR", "ppce": "PPCE"}

@@ -26,7 +26,8 @@ from .gradcam import ABBREVIATIONS
 from .results import EXPLANATION_METRICS, METRICS
 from .stats import (EXPLAINERS, Draws, all_of, alpha_change, bce_directional, bce_equivalence, both_sides,
                                by_alpha, by_formulation, centred, directional, equivalence, hodges_lehmann, holm, iqr,
-                               permutation_directional, relabelings, reversal, bce_scores, signed_rank, verdict)
+                               oriented, permutation_directional, relabelings, reversal, bce_scores, signed_rank,
+                               verdict)
 
 # %% ../nbs/42_claims.ipynb #20141ae7
 ACCURACY_MARGIN = .02          # "stable", "comparable", "insensitive": within ±0.02 of test accuracy
@@ -54,6 +55,11 @@ class Claim:
     margin: str
     evaluate: Callable            # Draws -> list of named test results, the claim's parts
     per_disease: bool = True
+    wording: Callable | None = None   # Draws -> the claim as these draws test it (a stand-in named), if it can change
+
+    def said(self, draws) -> str:
+        "The claim in the words a table shows for `draws`: what is tested, a stand-in or an absence named."
+        return self.wording(draws) if self.wording else self.claim
 
 def part(name: str, result: dict) -> dict:
     "A test result named as a part of a claim."
@@ -77,6 +83,16 @@ def _fig2_pair(draws) -> tuple:
     disease = FIG2_PAIR["disease"] if FIG2_PAIR["disease"] in diseases else (diseases[0] if diseases else None)
     alpha = min(draws.alphas, key=lambda a: abs(a - FIG2_PAIR["alpha"])) if draws.alphas else None
     return disease, alpha
+
+def _fig2_wording(draws) -> str:
+    "Figure 2's claim, naming the stand-in (another disease, the nearest alpha) or the absence the runs force."
+    disease, alpha = _fig2_pair(draws)
+    said = "Guidance costs about 1% of peak validation accuracy: Figure 2's pair (Pleural effusion, LD-Sqr, alpha 0.25)"
+    if disease is None or FIG2_PAIR["formulation"] not in draws.formulations:
+        return f"{said}; not testable: no {'runs' if disease is None else 'LD-Sqr runs'}"
+    if disease != FIG2_PAIR["disease"]: said += f"; no Pleural effusion runs: tested on {disease}"
+    if alpha != FIG2_PAIR["alpha"]: said += f"{';' if disease == FIG2_PAIR['disease'] else ','} at alpha {alpha:g}"
+    return said
 
 def peak_cost_fig2_pair(draws):
     disease, alpha = _fig2_pair(draws)
@@ -208,8 +224,7 @@ def _sign_test(signs) -> dict:
     "Exact sign test that more of the nonzero `signs` (+1 / -1) are positive than chance; `n` counts every unit."
     signs = np.asarray(signs); n, k = int(np.count_nonzero(signs)), int((signs > 0).sum())
     return {"n": len(signs), "estimate": k / n if n else math.nan, "p_for": float(stats.binom.sf(k - 1, n, .5)) if n else 1.,
-            "p_against": float(stats.binom.cdf(k, n, .5)) if n else 1., "agrees": n > 0 and k > n / 2,
-            "against": n > 0 and k < n / 2}
+            "p_against": float(stats.binom.cdf(k, n, .5)) if n else 1., **oriented(k / n - .5 if n else math.nan)}
 
 def _sign(result: dict) -> int:
     "+1 where a result points the claimed way, -1 where strictly the other way, 0 without data or on the boundary."
@@ -240,7 +255,7 @@ CLAIMS = [
           "Guidance costs about 1% of peak validation accuracy: Figure 2's pair (Pleural effusion, LD-Sqr, alpha 0.25)",
           "§4.1.1 ¶3; Fig. 2b", "draw of Figure 2's disease: its BCE and LD-Sqr run",
           "TOST, exact signed-rank: BCE minus LD-Sqr peak validation accuracy", "[0, 0.02]", peak_cost_fig2_pair,
-          per_disease=False),
+          per_disease=False, wording=_fig2_wording),
     Claim("peak_cost_pooled",
           "Guidance costs about 1% of peak validation accuracy, over all diseases, formulations and alphas",
           "§4.1.1 ¶3", _VS_BCE, f"TOST on {_BCE_RANK}: BCE minus the median contrastive run", "[0, 0.02]",
@@ -307,9 +322,10 @@ def claim_row(claim: Claim, draws: Draws) -> dict:
     "A claim tested on `draws`: the row of the claims table."
     parts = claim.evaluate(draws)
     r = all_of(*parts)
-    return {"key": claim.key, "claim": claim.claim, "paper": claim.paper, "unit": claim.unit, "n": r["n"],
-            "test": claim.test, "margin": claim.margin, "estimate": r["estimate"], "p_value": r["p_for"],
-            "verdict": verdict(r), "agrees": r["agrees"], "detail": _detail(parts)}
+    return {"key": claim.key, "claim": claim.said(draws), "paper": claim.paper, "unit": claim.unit, "n": r["n"],
+            "test": claim.test, "margin": claim.margin, "estimate": r["estimate"], "toward_claim": r["toward"],
+            "p_value": r["p_for"], "verdict": verdict(r), "agrees": r["agrees"], "against": r["against"],
+            "detail": _detail(parts)}
 
 def claims_table(results: pd.DataFrame, n_resamples: int = 999, keys=None) -> pd.DataFrame:
     "Every claim of the paper (or those of `keys`) tested on `results`: where it is made, unit and n, test, verdict."
@@ -323,12 +339,13 @@ def claims_per_disease(results: pd.DataFrame, keys=None, n_resamples: int = 999)
     rows = [{"disease": d, **claim_row(c, draws.select(draws.draws.disease == d))}
             for d in sorted(draws.draws.disease.unique()) for c in chosen]
     return pd.DataFrame(rows, columns=["disease", "key", "claim", "paper", "unit", "n", "test", "margin", "estimate",
-                                       "p_value", "verdict", "agrees", "detail"])
+                                       "toward_claim", "p_value", "verdict", "agrees", "against", "detail"])
 
 # %% ../nbs/42_claims.ipynb #fa32c7db
 def direction_table(per_disease: pd.DataFrame) -> pd.DataFrame:
-    "Claims by diseases: '+' where a disease's estimate points the claimed way, '-' where it does not, '' without data."
-    mark = np.where(per_disease.n == 0, "", np.where(per_disease.agrees.astype(bool), "+", "-"))
+    "Claims by diseases: '+' where a disease's estimate points the claimed way, '-' the other way, '0' neither, '' no data."
+    mark = np.select([per_disease.n == 0, per_disease.agrees.astype(bool), per_disease.against.astype(bool)],
+                     ["", "+", "-"], "0")
     wide = per_disease.assign(direction=mark).pivot(index="key", columns="disease", values="direction")
     order = [k for k in CLAIM_KEYS if k in wide.index]
     claims = {c.key: c.claim for c in CLAIMS}

@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['top_saliency_precision', 'all_saliency_precision', 'annotation_coverage', 'energy_pointing_game', 'saliency_iou',
-           'pointing_game', 'saliency_auprc']
+           'pointing_game', 'saliency_auprc', 'pixel_box_mask', 'mg_energy_pointing_game', 'mg_iou']
 
 # %% ../nbs/03_metrics.ipynb #c192655c
+import math
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from .saliency import top_k_mask, box_overlap, share_inside
 
@@ -82,3 +84,34 @@ def saliency_auprc(A: Tensor, mask: Tensor) -> Tensor:
     "Average precision of each map's cells `[B, h, w]` ranked by saliency against `mask`: `[B]` (NaN: empty mask)."
     mask = mask.bool().expand_as(A)
     return torch.tensor([_average_precision(a.flatten().double(), m.flatten()) for a, m in zip(A, mask)])
+
+# %% ../nbs/03_metrics.ipynb #b1e0b002
+def pixel_box_mask(boxes, image_hw: tuple) -> Tensor:
+    "`[H, W]` mask of the pixels whose centre lies inside any box `[x0, y0, x1, y1]` (image pixels)."
+    mask = torch.zeros(image_hw, dtype=torch.bool)
+    for x0, y0, x1, y1 in torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4).tolist():
+        c0, r0, c1, r1 = (max(math.ceil(v - .5), 0) for v in (x0, y0, x1, y1))
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+def _upsampled_positive(A: Tensor, image_hw: tuple) -> Tensor:
+    "Raw maps `[B, h, w]` upsampled bilinearly (half-pixel centres) to `image_hw`, positive part."
+    return F.interpolate(A[:, None].float(), size=tuple(image_hw), mode="bilinear", align_corners=False)[:, 0].clamp_min(0)
+
+def mg_energy_pointing_game(A: Tensor, boxes, image_hw: tuple) -> Tensor:
+    "EPG under Model-Guidance's protocol: positive mass of the upsampled map `[B, h, w]` inside the pixel boxes: `[B]`."
+    P = _upsampled_positive(A, image_hw)
+    inside = torch.stack([pixel_box_mask(b, image_hw) for b in boxes]).to(P.device)
+    total = P.sum((-2, -1))
+    return torch.where(total < 1e-7, torch.zeros_like(total), (P * inside).sum((-2, -1)) / total.clamp_min(1e-7))
+
+def mg_iou(A: Tensor, boxes, image_hw: tuple, threshold: float = .5) -> Tensor:
+    "IoU under Model-Guidance's protocol: upsampled positive map, min-max rescaled, above `threshold`, vs pixel boxes."
+    P = _upsampled_positive(A, image_hw)
+    lo, hi = P.amin((-2, -1), keepdim=True), P.amax((-2, -1), keepdim=True)
+    flat = (hi - lo).abs() < 1e-7
+    scaled = torch.where(hi == 0, P, torch.where(flat, P / hi.clamp_min(1e-30), (P - lo) / (hi - lo).clamp_min(1e-30)))
+    salient = scaled > threshold
+    inside = torch.stack([pixel_box_mask(b, image_hw) for b in boxes]).to(P.device)
+    inter, union = (salient & inside).sum((-2, -1)), (salient | inside).sum((-2, -1))
+    return torch.where(union == 0, torch.zeros(len(P)), inter / union.clamp_min(1)).float()

@@ -39,14 +39,14 @@ def _render_one(name: str, runs_dir: str, figures_dir: str, reading: dict) -> tu
     except Exception as e: return name, f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
 
 def render_paper(runs_dir, figures_dir="figures", workers: int = 2, score: str = "common", top_k_rule: str = "positive",
-                 notebooks=PAPER_NOTEBOOKS) -> dict:
+                 notebooks=PAPER_NOTEBOOKS, protocol: str = "grid") -> dict:
     "Execute the paper notebooks on `runs_dir` under one reading, writing `figures_dir`; `{notebook: error or None}`."
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-    from expaware_nb.results import reading_columns
-    reading_columns(score,
-                    top_k_rule)                                   # an unknown reading fails here, not in every notebook
-    reading = {"score": score, "top_k_rule": top_k_rule}
+    from expaware_nb.results import PROTOCOLS, reading_columns
+    reading_columns(score, top_k_rule)                      # an unknown reading fails here, not in every notebook
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    reading = {"score": score, "top_k_rule": top_k_rule, "protocol": protocol}
     for stale in stale_temporaries(figures_dir): stale.unlink(missing_ok=True)     # left by a killed render
     log_file = str(Path(runs_dir) / "_paper" / "render.log")
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=redirect_stderr,

@@ -235,12 +235,13 @@ def worker_kernel():
     return km
 
 def clear_namespace(km):
-    "Delete every variable the previous notebook left in the kernel (`%reset -f`); imported modules stay loaded."
+    "Delete every variable the previous notebook left in the kernel (`%reset -f`), restart the cell count at 1."
     kc = km.client()
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
-        reply = kc.execute_interactive("%reset -f", store_history=False, timeout=60, output_hook=lambda msg: None)
+        reply = kc.execute_interactive("%reset -f\nget_ipython().execution_count = 1", store_history=False, timeout=60,
+                                       output_hook=lambda msg: None)     # and the next notebook's cells count from 1
         if reply["content"]["status"] != "ok": raise RuntimeError(f"could not clear the kernel: {reply['content']}")
     finally: kc.stop_channels()
 
@@ -286,8 +287,9 @@ def _execute(cell: Cell, run_dir: Path, attempts: int, me: dict, flag: dict, reu
     "Run the training notebook, retrying a kernel that failed to start; the failure record, or None when it ran."
     for attempt in range(1, attempts + 1):
         try:
-            execute_notebook(TRAIN_NOTEBOOK, run_dir / NOTEBOOK_FILE, notebook_parameters(cell.config, run_dir),
-                             worker_kernel() if reuse_kernel else None)
+            km = worker_kernel() if reuse_kernel else None
+            if km is not None: me["kernel_pid"] = getattr(getattr(km.provisioner, "process", None), "pid", None)
+            execute_notebook(TRAIN_NOTEBOOK, run_dir / NOTEBOOK_FILE, notebook_parameters(cell.config, run_dir), km)
             return None
         except Exception as e:
             if flag.get("terminated") or getattr(e, "ename", None) == "TrainingStopped":   # interrupted, not failed

@@ -22,7 +22,8 @@ import expaware_nb
 from .gradcam import FORMULATIONS, SCORES, explanation_score
 from .losses import GUIDANCE_LOSSES, LOSS_MODES, guidance_loss
 from .metrics import (top_saliency_precision, all_saliency_precision, annotation_coverage,
-                                 energy_pointing_game, saliency_iou, pointing_game, saliency_auprc)
+                                 energy_pointing_game, saliency_iou, pointing_game, saliency_auprc, mg_energy_pointing_game,
+                                 mg_iou)
 from .attribution import (ATTRIBUTIONS, RANDOMISED_PARTS, attribution_map, forward_taps, randomised_copy,
                                      rank_correlation)
 from .annotations import make_task, read_annotations
@@ -119,7 +120,8 @@ def _image_metrics(H_hat, raw, masks, boxes, image_hw, k: float, tau: float) -> 
             "top_precision_literal": top_saliency_precision(H_hat, masks, k, literal=True),
             "boxes_covered_literal": annotation_coverage(H_hat, boxes, image_hw, k, tau, literal=True)[0],
             "epg": energy_pointing_game(raw, masks), "iou": saliency_iou(H_hat, masks),
-            "pointing": pointing_game(raw, masks), "auprc": saliency_auprc(raw, masks)}
+            "pointing": pointing_game(raw, masks), "auprc": saliency_auprc(raw, masks),
+            "mg_epg": mg_energy_pointing_game(raw, boxes, image_hw), "mg_iou": mg_iou(raw, boxes, image_hw)}
 
 def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .01, amp: bool = False, keep=(),
              randomised: dict | None = None) -> tuple:
@@ -147,13 +149,14 @@ def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .0
     return table, kept
 
 SUMMARY_METRICS = ("top_precision", "coverage", "top_precision_literal", "coverage_literal", "all_precision", "epg",
-                   "iou", "pointing", "auprc")
-_MEANS = ("all_precision", "epg", "iou", "pointing", "auprc")
+                   "iou", "pointing", "auprc", "mg_epg", "mg_iou")
+_MEANS = ("all_precision", "epg", "iou", "pointing", "auprc", "mg_epg", "mg_iou")
 
 def summarize(table: pd.DataFrame, names) -> dict:
     "Accuracy over all images; mean precisions and box coverage over positives with boxes, per score name."
     scored = table[(table.label == 1) & (table.n_boxes > 0)]
-    out = {"accuracy": float(table.correct.mean()), "n_images": len(table), "n_scored": len(scored)}
+    out = {"accuracy": float(table.correct.mean()), "n_images": len(table), "n_positives": int((table.label == 1).sum()),
+           "n_scored": len(scored)}
     mprt = [c for c in table if c.startswith("mprt_")]
     if not len(scored):
         nan = {f"{n}_{m}": float("nan") for n in names for m in SUMMARY_METRICS}
@@ -468,7 +471,8 @@ def train_run(config: TrainConfig, run_dir) -> dict:
         chosen = state["best"] if config.select == "best_val_accuracy" else last
         state["model"].load_state_dict(tested_weights(run_dir, device))
         metrics = _test(run_dir, state["model"], splits, cache, config, device)
-        metrics.update(checkpoint={"select": config.select, **chosen}, seconds_total=time.time() - t_start,
+        metrics.update(n_train=len(splits["train"]), n_val=len(splits["val"]),
+                       checkpoint={"select": config.select, **chosen}, seconds_total=time.time() - t_start,
                        seconds_until_test=t_train, epochs_run_in_this_process=config.epochs + 1 - state["start"])
         write_json(run_dir / TEST_METRICS_FILE, metrics)
         write_json(run_dir / DONE_FILE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

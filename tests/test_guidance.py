@@ -1,5 +1,6 @@
 """The guidance profile end to end, on a reduced grid: `expaware sweep guidance` trains the field's losses with two
-attributions, then executes its report notebook, which writes the Pareto figure and the marker table."""
+attributions, then executes its report notebook, which writes the Pareto figure, the marker table and EPG and IoU
+under both protocols (the heatmap grid's and Model-Guidance's)."""
 import subprocess
 
 import pandas as pd
@@ -21,7 +22,7 @@ def test_guidance_sweep_and_report(tmp_path):
     methods = set(zip(results.guidance, results.attribution))
     assert methods == {(g, a) for g in ("topk", "energy", "rrr") for a in ("gradcam", "ixg_input")}
     guided = results[results.formulation != "bce"]
-    for column in ("common_epg", "own_epg", "own_iou", "own_pointing", "own_auprc"):
+    for column in ("common_epg", "own_epg", "own_iou", "own_pointing", "own_auprc", "common_mg_epg", "common_mg_iou"):
         assert guided[column].between(0, 1).all(), column
     for column in ("mprt_head", "mprt_top"):                            # a rank correlation; undefined (NaN) only
         assert guided[column].dropna().between(-1, 1).all(), column      # where every map of a run is constant
@@ -34,3 +35,5 @@ def test_guidance_sweep_and_report(tmp_path):
     assert (marker.n == 1).all() and (marker.escapes_marker == "inconclusive (n = 1)").all()
     assert set(marker.method) == {"BCE", "LD-Algeb", "Energy (LD-Algeb score)", "RRR (LD-Algeb score)"}
     assert len(pd.read_csv(tmp_path / "figs" / "guidance_runs.csv")) == len(results)
+    protocols = pd.read_csv(tmp_path / "figs" / "guidance_protocols.csv")    # EPG and IoU under both protocols
+    assert protocols.runs.sum() == len(results) and protocols.filter(like="epg_").stack().between(0, 1).all()

@@ -1,7 +1,7 @@
 """The shipped replication (results/replication/, from `expaware sweep replication`): every figure and table of the
 paper is regenerated from it per world with no training, its claims rest on the units the grid has, and the
 reference spread the package ships for `expaware demo` is the one these outputs give."""
-import subprocess
+import json, subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,22 @@ def test_every_figure_and_table_per_world(figures, world):
     assert claims.n["trends_across_diseases"] == 7
     per_disease = pd.read_csv(figures / world / "claims_per_disease.csv")
     assert per_disease.disease.nunique() == 7
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_executed_notebooks_read_cleanly(figures, world):
+    "Each executed paper notebook: cells numbered 1, 2, ... in order, no path or numpy repr, a closing 'On these runs'."
+    executed = sorted((RESULTS / world / "_paper").glob("*.ipynb"))
+    assert len(executed) == 7, executed
+    for path in executed:
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1)), path.name
+        shown = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                        + "".join(o.get("data", {}).get("text/markdown", "")) for c in cells for o in c["outputs"])
+        for clutter in ("PosixPath(", "np.float64(", "np.int64("):
+            assert clutter not in shown, (path.name, clutter)
+        closing = "".join(o.get("data", {}).get("text/markdown", "") for o in cells[-1]["outputs"])
+        assert closing.startswith("**On these runs"), (path.name, closing[:200])
 
 
 def test_the_shipped_reference_spread_is_the_replications():

@@ -130,8 +130,15 @@ def first_execution_count(run_dir):
     return min(c["execution_count"] for c in cells if c["cell_type"] == "code" and c.get("execution_count"))
 
 
+def kernel_pids(run_dir):
+    "The kernel process of each `done` entry of the cell's attempts (None: a fresh kernel papermill started)."
+    log = run_dir / "attempts.jsonl"
+    return [e.get("kernel_pid") for e in map(json.loads, log.read_text().splitlines()) if e["event"] == "done"]
+
+
 def test_local_workers_reuse_their_kernels(root, reference):
-    counts = [first_execution_count(d) for d in cell_dirs(root / "reference", "DONE")]
-    assert len(counts) == 7 and min(counts) == 1 and max(counts) > 1       # later cells ran in a kernel already used
-    fresh = [first_execution_count(d) for d in cell_dirs(root / "submitit", "DONE")]
-    assert fresh == [1] * 7
+    reused = [pid for d in cell_dirs(root / "reference", "DONE") for pid in kernel_pids(d)]
+    assert len(reused) == 7 and None not in reused and len(set(reused)) < 7   # later cells ran in a kernel already used
+    assert [pid for d in cell_dirs(root / "submitit", "DONE") for pid in kernel_pids(d)] == [None] * 7   # fresh kernels
+    for folder in ("reference", "submitit"):             # either way, each executed notebook counts its cells from 1
+        assert [first_execution_count(d) for d in cell_dirs(root / folder, "DONE")] == [1] * 7

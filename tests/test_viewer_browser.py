@@ -1,6 +1,7 @@
 """The heatmap viewer in a real JupyterLab, driven by headless Chromium (Debian's `chromium`, through
-Playwright with `executable_path`; nothing is downloaded). Opens the viewer notebook on the small test runs
-folder, runs it, moves the top-k slider one step and checks that the rendered metrics and image changed.
+Playwright with `executable_path`; nothing is downloaded). `expaware view` opens the viewer notebook on the small
+test runs folder and prints its address; the test runs it, moves the top-k slider one step and the test-image
+slider one step, and checks that the rendered metrics and image changed each time.
 A screenshot is saved in the test's temporary folder (its path is printed).
 
 Skipped when Chromium or Playwright is missing, unless EXPAWARE_REQUIRE_BROWSER=1 (CI sets it)."""
@@ -32,14 +33,8 @@ def free_port():
 
 @pytest.fixture
 def lab(tmp_path):
-    "A JupyterLab server on localhost serving a copy of the viewer notebook pointed at the test runs folder."
+    "`expaware view` on the small test runs folder: a JupyterLab server on localhost; yields the address it prints."
     from expaware_nb.testing import fixture_runs
-    runs = fixture_runs()
-    notebooks = tmp_path / "notebooks"; notebooks.mkdir()
-    nb = json.loads((REPO / "nbs" / "paper" / "viewer.ipynb").read_text())
-    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    params["source"] = f'runs_dir = "{runs}"\n'
-    (notebooks / "viewer.ipynb").write_text(json.dumps(nb))
     home = tmp_path / "home"
     settings = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -49,17 +44,20 @@ def lab(tmp_path):
            "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
-    port, token = free_port(), "expaware-test"
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
-                               f"--port={port}", f"--IdentityProvider.token={token}",
-                               f"--ServerApp.root_dir={notebooks}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"))
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "expaware_nb.cli", "view", str(fixture_runs()), "--port", str(port),
+                               "--no-browser", "--folder", str(tmp_path / "view")],
+                              env=env, stdout=subprocess.PIPE, text=True, stderr=open(tmp_path / "lab.log", "w"))
+    lines = [server.stdout.readline() for _ in range(2)]              # the command prints the address first
+    url = lines[1].strip()
+    assert lines[0].startswith("the heatmap viewer on ") and url.startswith(f"http://127.0.0.1:{port}/lab/tree/"), lines
+    deadline = time.time() + 120                       # the server listening is an event; the deadline only bounds a hang
+    while server.poll() is None and time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1): break
         except OSError: time.sleep(.3)
-    yield f"http://127.0.0.1:{port}/lab/tree/viewer.ipynb?token={token}"
+    assert server.poll() is None, (tmp_path / "lab.log").read_text()[-2000:]
+    yield url
     server.terminate()
     try: server.wait(timeout=20)
     except subprocess.TimeoutExpired: server.kill()
@@ -91,7 +89,16 @@ def test_viewer_slider_changes_the_rendered_output(lab, tmp_path):
                                " return imgs.length && imgs[imgs.length - 1].src !== src; }", arg=before_image,
                                timeout=30_000)
         after_text = info.inner_text()
+        shown = image.get_attribute("src")
+        page.locator(".widget-slider", has_text="test image").locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")                                    # the next image: another heatmap
+        page.wait_for_function("src => { const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
+                               " return imgs.length && imgs[imgs.length - 1].src !== src; }", arg=shown,
+                               timeout=30_000)
+        next_text = info.inner_text()
         page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
         print(f"screenshot: {tmp_path / 'viewer.png'}")
         browser.close()
     assert after_text != before_text and "k = 0.55" in after_text
+    image_id = lambda text: text.split("image ", 1)[1].split(",")[0]
+    assert image_id(next_text) != image_id(after_text)

@@ -9,12 +9,15 @@ text -->`) holds the table (or paragraph) NAME, generated from the saved outputs
                           (medians over seeds), and accuracy on the images whose marker contradicts the label
     calibration           the calibration of the claims' tests (docs/calibration.csv, written by tools/calibrate.py)
     reproducibility       one cell trained again (bench/results/reproducibility.json, bench/reproducibility.py)
+    guidance_protocols    EPG and IoU of the guidance profile's runs under the grid and Model-Guidance protocols
+                          (docs/readme/guidance_protocols.csv, from the guidance report: `--guidance FIGURES`)
 
     python tools/readme_tables.py            # rewrite the blocks of README.md
     python tools/readme_tables.py --check    # exit 1 if README.md differs from what the outputs give
 
 `--figures FIGURES` also copies the README's figures from an `expaware paper results/replication --figures FIGURES`
-run into docs/readme/. tests/check_docs.py runs the check."""
+run into docs/readme/; `--guidance FIGURES` copies the guidance report's figure and protocol table from the figures
+folder of an `expaware sweep guidance --figures FIGURES` run. tests/check_docs.py runs the check."""
 import argparse, json, re, shutil, sys
 from functools import lru_cache
 from pathlib import Path
@@ -110,11 +113,18 @@ def calibration() -> str:
     return to_markdown(calibration_table(pd.read_csv(ROOT / "docs" / "calibration.csv")))
 
 
+def guidance_protocols() -> str:
+    "Median EPG and IoU per method and attribution under both protocols (the guidance report's saved table)."
+    table = pd.read_csv(ROOT / "docs" / "readme" / "guidance_protocols.csv")
+    return to_markdown(table) + ("\nMedians over each method's runs (its alphas and seeds), common reading (Grad-CAM of z1 - z0 "
+                                 "for every model).\n")
+
+
 def filled(readme: str) -> str:
     "The README with every table block replaced by its generated table."
     generators = {"replication_claims": replication_claims, "replication_reading": replication_reading,
                   "replication_findings": replication_findings, "calibration": calibration,
-                  "reproducibility": reproducibility}
+                  "reproducibility": reproducibility, "guidance_protocols": guidance_protocols}
     def table(m):
         if m.group(2) not in generators: raise KeyError(f"README.md: no generator for the table {m.group(2)!r}")
         return m.group(1) + generators[m.group(2)]() + m.group(4)
@@ -125,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
     parser.add_argument("--figures", type=Path, help="copy the README's figures from this `expaware paper` output")
+    parser.add_argument("--guidance", type=Path, help="copy the guidance report's figure and protocol table from here")
     args = parser.parse_args()
     readme = (ROOT / "README.md").read_text()
     if args.check:
@@ -137,6 +148,9 @@ def main() -> int:
         for world in WORLDS:
             for name, stem in FIGURES.items():
                 shutil.copyfile(args.figures / world / name, ROOT / "docs" / "readme" / f"{world}_{stem}.png")
+    if args.guidance:
+        for name in ("guidance_pareto.png", "guidance_protocols.csv"):
+            shutil.copyfile(args.guidance / name, ROOT / "docs" / "readme" / name)
     (ROOT / "README.md").write_text(filled(readme))
     return 0
 
