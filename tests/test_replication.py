@@ -46,11 +46,12 @@ def test_executed_notebooks_read_cleanly(figures, world):
     for path in executed:
         cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1)), path.name
-        shown = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
-                        + "".join(o.get("data", {}).get("text/markdown", "")) for c in cells for o in c["outputs"])
+        text = lambda o, key: "".join(o.get(key, "") if key == "text" else o.get("data", {}).get(key, ""))
+        shown = "".join(text(o, "text") + text(o, "text/plain") + text(o, "text/markdown")
+                        for c in cells for o in c["outputs"])
         for clutter in ("PosixPath(", "np.float64(", "np.int64("):
             assert clutter not in shown, (path.name, clutter)
-        closing = "".join(o.get("data", {}).get("text/markdown", "") for o in cells[-1]["outputs"])
+        closing = "".join(text(o, "text/markdown") for o in cells[-1]["outputs"])
         assert closing.startswith("**On these runs"), (path.name, closing[:200])
 
 
