@@ -219,6 +219,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'expaware_nb.metrics.mg_energy_pointing_game': ( 'metrics.html#mg_energy_pointing_game',
                                                                                       'expaware_nb/metrics.py'),
                                      'expaware_nb.metrics.mg_iou': ('metrics.html#mg_iou', 'expaware_nb/metrics.py'),
+                                     'expaware_nb.metrics.mg_localisation': ('metrics.html#mg_localisation', 'expaware_nb/metrics.py'),
                                      'expaware_nb.metrics.pixel_box_mask': ('metrics.html#pixel_box_mask', 'expaware_nb/metrics.py'),
                                      'expaware_nb.metrics.pointing_game': ('metrics.html#pointing_game', 'expaware_nb/metrics.py'),
                                      'expaware_nb.metrics.saliency_auprc': ('metrics.html#saliency_auprc', 'expaware_nb/metrics.py'),

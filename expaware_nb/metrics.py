@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['top_saliency_precision', 'all_saliency_precision', 'annotation_coverage', 'energy_pointing_game', 'saliency_iou',
-           'pointing_game', 'saliency_auprc', 'pixel_box_mask', 'mg_energy_pointing_game', 'mg_iou']
+           'pointing_game', 'saliency_auprc', 'pixel_box_mask', 'mg_localisation', 'mg_energy_pointing_game', 'mg_iou']
 
 # %% ../nbs/03_metrics.ipynb #c192655c
 import math
@@ -98,20 +98,23 @@ def _upsampled_positive(A: Tensor, image_hw: tuple) -> Tensor:
     "Raw maps `[B, h, w]` upsampled bilinearly (half-pixel centres) to `image_hw`, positive part."
     return F.interpolate(A[:, None].float(), size=tuple(image_hw), mode="bilinear", align_corners=False)[:, 0].clamp_min(0)
 
-def mg_energy_pointing_game(A: Tensor, boxes, image_hw: tuple) -> Tensor:
-    "EPG under Model-Guidance's protocol: positive mass of the upsampled map `[B, h, w]` inside the pixel boxes: `[B]`."
+def mg_localisation(A: Tensor, boxes, image_hw: tuple, threshold: float = .5) -> dict:
+    "EPG and IoU under Model-Guidance's protocol from one upsampling and one set of pixel boxes: `{'epg', 'iou'}`, `[B]`."
     P = _upsampled_positive(A, image_hw)
     inside = torch.stack([pixel_box_mask(b, image_hw) for b in boxes]).to(P.device)
     total = P.sum((-2, -1))
-    return torch.where(total < 1e-7, torch.zeros_like(total), (P * inside).sum((-2, -1)) / total.clamp_min(1e-7))
-
-def mg_iou(A: Tensor, boxes, image_hw: tuple, threshold: float = .5) -> Tensor:
-    "IoU under Model-Guidance's protocol: upsampled positive map, min-max rescaled, above `threshold`, vs pixel boxes."
-    P = _upsampled_positive(A, image_hw)
+    epg = torch.where(total < 1e-7, torch.zeros_like(total), (P * inside).sum((-2, -1)) / total.clamp_min(1e-7))
     lo, hi = P.amin((-2, -1), keepdim=True), P.amax((-2, -1), keepdim=True)
     flat = (hi - lo).abs() < 1e-7
     scaled = torch.where(hi == 0, P, torch.where(flat, P / hi.clamp_min(1e-30), (P - lo) / (hi - lo).clamp_min(1e-30)))
     salient = scaled > threshold
-    inside = torch.stack([pixel_box_mask(b, image_hw) for b in boxes]).to(P.device)
     inter, union = (salient & inside).sum((-2, -1)), (salient | inside).sum((-2, -1))
-    return torch.where(union == 0, torch.zeros(len(P)), inter / union.clamp_min(1)).float()
+    return {"epg": epg, "iou": torch.where(union == 0, torch.zeros(len(P)), inter / union.clamp_min(1)).float()}
+
+def mg_energy_pointing_game(A: Tensor, boxes, image_hw: tuple) -> Tensor:
+    "EPG under Model-Guidance's protocol: positive mass of the upsampled map `[B, h, w]` inside the pixel boxes: `[B]`."
+    return mg_localisation(A, boxes, image_hw)["epg"]
+
+def mg_iou(A: Tensor, boxes, image_hw: tuple, threshold: float = .5) -> Tensor:
+    "IoU under Model-Guidance's protocol: upsampled positive map, min-max rescaled, above `threshold`, vs pixel boxes."
+    return mg_localisation(A, boxes, image_hw, threshold)["iou"]

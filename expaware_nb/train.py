@@ -22,8 +22,7 @@ import expaware_nb
 from .gradcam import FORMULATIONS, SCORES, explanation_score
 from .losses import GUIDANCE_LOSSES, LOSS_MODES, guidance_loss
 from .metrics import (top_saliency_precision, all_saliency_precision, annotation_coverage,
-                                 energy_pointing_game, saliency_iou, pointing_game, saliency_auprc, mg_energy_pointing_game,
-                                 mg_iou)
+                                 energy_pointing_game, saliency_iou, pointing_game, saliency_auprc, mg_localisation)
 from .attribution import (ATTRIBUTIONS, RANDOMISED_PARTS, attribution_map, forward_taps, randomised_copy,
                                      rank_correlation)
 from .annotations import make_task, read_annotations
@@ -121,7 +120,7 @@ def _image_metrics(H_hat, raw, masks, boxes, image_hw, k: float, tau: float) -> 
             "boxes_covered_literal": annotation_coverage(H_hat, boxes, image_hw, k, tau, literal=True)[0],
             "epg": energy_pointing_game(raw, masks), "iou": saliency_iou(H_hat, masks),
             "pointing": pointing_game(raw, masks), "auprc": saliency_auprc(raw, masks),
-            "mg_epg": mg_energy_pointing_game(raw, boxes, image_hw), "mg_iou": mg_iou(raw, boxes, image_hw)}
+            **{f"mg_{name}": v for name, v in mg_localisation(raw, boxes, image_hw).items()}}
 
 def evaluate(model, loader, device, scores: dict, k: float = .5, tau: float = .01, amp: bool = False, keep=(),
              randomised: dict | None = None) -> tuple:
