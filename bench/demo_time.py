@@ -22,7 +22,8 @@ from expaware_nb.annotations import read_annotations
 from expaware_nb.cache import build_cache
 from expaware_nb.render import render_paper
 from expaware_nb.runs import ATTEMPTS_FILE, CELL_RESULT_FILE, read_history, read_json
-from expaware_nb.sweep import expand, load_profile, sweep
+from expaware_nb.profiles import expand, load_profile
+from expaware_nb.sweep import sweep
 from expaware_nb.synth import make_synthetic_dataset
 
 

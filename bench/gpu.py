@@ -3,41 +3,47 @@
 Six sections; each has a time cap, and a failure in one is reported (printed and in the JSON) as an error string
 while the others still run. The JSON is rewritten (atomically) after every section, so a partial run leaves a
 partial report.
-  throughput  -- one training step as the trainer takes it (`_train_epoch`: network input made on the device,
-                 channels_last, bf16 autocast, the trainer's own `loss_terms`, backward, Adam lr 2e-4 wd 1e-4) of a
-                 randomly initialised DenseNet-121 at 512 px, on a batch already on the GPU (labels half positive, one
-                 box mask each): BCE only (formulation bce, alpha 0) and LD-Sqr (logit_sqr, alpha 1), at the paper's
-                 batch 12 and at the largest batch that fits (doubled from 12 until CUDA runs out of memory, at most
-                 192), without and with torch.compile of the feature extractor (what the trainer passes as
-                 `features_fn` when compile is on; compiled in a child process whose time is capped). BCE and LD-Sqr
-                 windows are interleaved after warm-up; images/s is the median over the windows (each between two
-                 synchronisations), peak memory torch.cuda.max_memory_allocated (reset per window); ratios LD-Sqr / BCE
-                 of time per image (goal <= 1.05) and of peak memory.
+  throughput  -- one training step as the trainer takes it (the package's `train_step`: network input made on the
+                 device, channels_last, bf16 autocast, Eq. 1's loss, backward, the finiteness check, the optimiser
+                 `make_optimizer` builds with `TrainConfig`'s lr and weight decay) of a randomly initialised
+                 DenseNet-121 at 512 px, on a batch already on the GPU (labels half positive, one box each): BCE only
+                 (formulation bce, alpha 0) and LD-Sqr (logit_sqr, alpha 1), at the paper's batch 12 and at the
+                 largest batch that fits (doubled from 12 until CUDA runs out of memory, at most 192), without and
+                 with torch.compile of the feature extractor (what the trainer passes as `features_fn` when compile is
+                 on; compiled in a child process whose time is capped). BCE and LD-Sqr windows are interleaved after
+                 warm-up; images/s is the median over the windows (each between two synchronisations), peak memory
+                 torch.cuda.max_memory_allocated (reset per window); ratios LD-Sqr / BCE of time per image (goal
+                 <= 1.05) and of peak memory.
   packing     -- 1, 2 and 4 child processes training LD-Sqr at batch 12 (eager, bf16) on the one GPU at once: each
                  warms up and signals it is ready, all start timing at the same moment (a start file), train for a
                  fixed wall time and report their images; aggregate images/s = the sum, with each process's rate and
                  peak memory.
-  data_path   -- the trainer's input path: a synthetic dataset's 512 px uint8 cache, XrayDataset + DataLoader
-                 (collate, pinned memory, persistent workers), `.to(device, non_blocking=True)` and
-                 `to_network_input` on the device, feeding the LD-Sqr step at batch 12, for num_workers 0, 2, 4, 8:
-                 images/s of the loader alone, of training fed by it, and the GPU-idle share (time spent waiting for
-                 the next batch / loop time, each step synchronised); and the same for the loader the trainer builds
-                 (a fresh one every epoch, no pinned memory, no persistent workers), worker start-up included.
+  data_path   -- the trainer's input path: a synthetic dataset's 512 px uint8 cache, XrayDataset and the trainer's
+                 loader (`train_loader`: collate, pinned memory on CUDA, persistent workers; each epoch's batches from
+                 `epoch_batches`), feeding `train_step` (which copies the batch to the device, non-blocking, and makes
+                 the network input there) for LD-Sqr at batch 12, for num_workers 0, 2, 4, 8: images/s of the loader
+                 alone, of training fed by it once its workers run, and the GPU-idle share (time spent waiting for the
+                 next batch / loop time, each step synchronised); and the same for a run's first epoch on a freshly
+                 built loader (trainer_loader_*), the loader's construction and its workers' start-up included.
   projection  -- GPU-hours of the paper's grid: 7 diseases x (1 BCE + 7 guided formulations x 4 alphas) = 203 runs of
-                 60 epochs, task sizes from the real VinDr-CXR positive counts (tests/test_vindr_counts.py) split as
-                 `make_task` splits PhysioNet's release. Per run: epochs x train images / training images/s (the
-                 faster of compile off/on; BCE runs at BCE's rate, guided runs at LD-Sqr's) + epochs x val images /
-                 validation images/s + test images / test images/s, the last two measured with the trainer's own
-                 `evaluate` (heatmaps and metrics; the test with the MPRT copies). For one run per GPU, and divided by
-                 the best packing's speed-up; at the paper's batch and at the largest batch.
+                 60 epochs, task sizes from the real VinDr-CXR positive counts (`annotations.VINDR_POSITIVES`, any
+                 radiologist) split as `make_task` splits PhysioNet's release (`split_counts`). Per run: epochs x train
+                 images / training images/s (the faster of compile off/on; BCE runs at BCE's rate, guided runs at
+                 LD-Sqr's) + epochs x val images / validation images/s + test images / test images/s, the last two
+                 measured with the package's `evaluate` (validation: heatmaps and the history's metrics,
+                 `VALIDATION_METRICS`, as the trainer validates; test: every metric, with the MPRT copies). For one run per
+                 GPU, and divided by the best packing's speed-up; at the paper's batch and at the largest batch.
   heatmaps    -- after a few LD-Sqr steps on the synthetic data, the evaluation heatmaps (`evaluation_heatmaps`:
                  Grad-CAM of z1 - z0, normalised) of one batch of positives with boxes under bf16 autocast vs fp32
-                 (TF32 off), same weights, same batch: max |difference| of the maps and of top-saliency precision,
-                 all-saliency precision and annotation coverage (covered / boxes) per image.
+                 (TF32 off), same weights, same batch: max |difference| of the maps and, from `image_metrics`, of
+                 top-saliency precision, all-saliency precision and annotation coverage (covered / boxes) per image.
   resume      -- `train_run` of a small synthetic run (child processes): uninterrupted, and killed (SIGKILL) once
                  half its epochs are done then started again; history, final weights and test metrics compared
                  (bit-identical, within tolerance, or not), with the determinism flags the runs had. On CUDA an
                  uninterrupted repeat gives the run-to-run noise to compare against.
+
+Every hyper-parameter the benchmark does not vary (dropout, optimiser, loss mode, k, tau, scores, amp) is
+`TrainConfig`'s default.
 
 --dry-run runs every code path on the CPU with the tiny DenseNet at 64 px (batches 2 and 4, 2 steps a window,
 compile with the aot_eager backend at one batch, packing 1 and 2 processes, num_workers 0 and 2) in about a minute;
@@ -48,37 +54,43 @@ check on a GPU that every path works there.
     python bench/gpu.py [--json PATH] [--device cuda] [--dry-run] [--dir /tmp/expaware-bench-gpu] [--budget S]
 """
 import argparse, contextlib, gc, importlib.util, json, logging, os, platform, shutil, signal, statistics, subprocess
-import sys, tempfile, time, traceback
+import itertools, sys, tempfile, time, traceback
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
-from expaware_nb.annotations import PAPER_DISEASES, _split_label_group, make_task, read_annotations
+from expaware_nb.annotations import (PAPER_DISEASES, VINDR_IMAGES, VINDR_POSITIVES, make_task, read_annotations,
+                                     split_counts)
 from expaware_nb.attribution import RANDOMISED_PARTS, randomised_copy
 from expaware_nb.cache import build_cache
-from expaware_nb.dataset import XrayDataset, collate, to_network_input
-from expaware_nb.metrics import all_saliency_precision, annotation_coverage, top_saliency_precision
+from expaware_nb.dataset import XrayDataset, boxes_masks, collate, to_network_input
+from expaware_nb.evaluation import evaluate, evaluation_heatmaps, image_metrics
 from expaware_nb.model import build_model, feature_map_size
-from expaware_nb.runs import (CHECKPOINT_FILE, HISTORY_FILE, TEST_METRICS_FILE, evaluation_heatmaps, read_history,
-                              read_json, write_json as write_json_atomically)
-from expaware_nb.saliency import boxes_to_mask
+from expaware_nb.runs import CHECKPOINT_FILE, HISTORY_FILE, TEST_METRICS_FILE, read_history, read_json
+from expaware_nb.runs import write_json as write_json_atomically
 from expaware_nb.synth import make_synthetic_dataset
-from expaware_nb.train import TrainConfig, evaluate, loss_terms
+from expaware_nb.profiles import expand, load_profile
+from expaware_nb.train import VALIDATION_METRICS, TrainConfig, epoch_batches, make_optimizer, train_loader, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCH-RESULT "                                  # prefix of the JSON lines a child process reports
 LOSSES = {"bce": ("bce", 0.), "ld_sqr": ("logit_sqr", 1.)}  # name -> (formulation, alpha)
-K, TAU = .5, .01                                          # the trainer's defaults (TrainConfig.k, .tau)
 
-# Positive images per paper task on VinDr-CXR's 15,000 training images (any radiologist), as asserted by
-# tests/test_vindr_counts.py and nbs/explanations/reproduction_notes.ipynb (decision 7).
-VINDR_POSITIVES = {"Aortic enlargement": 3067, "Cardiomegaly": 2300, "Pleural thickening": 1981, "Lung Opacity": 1322,
-                   "Pleural effusion": 1032, "Consolidation": 353, "Atelectasis": 186}
-VINDR_TRAIN_IMAGES, VINDR_TEST_IMAGES = 15000, 3000
-PAPER_GRID = {"epochs": 60, "runs_per_disease": {"bce": 1, "guided": 7 * 4}}
+
+def paper_grid() -> dict:
+    "Epochs and runs per disease of the paper's grid, as the sweep expands `configs/paper.yaml` (profile `paper`)."
+    configs = [c.config for c in expand(load_profile("paper"))]
+    diseases = {c.disease for c in configs}
+    guided = sum(c.formulation != "bce" for c in configs) // len(diseases)
+    return {"epochs": configs[0].epochs, "runs_per_disease": {"bce": (len(configs) // len(diseases)) - guided,
+                                                             "guided": guided}}
+
+
+PAPER_GRID = paper_grid()
 
 
 @dataclass(frozen=True)
@@ -187,36 +199,29 @@ def environment(device) -> dict:
 
 # ---------------------------------------------------------------- the training step
 
-def training_model(arch: str, device, seed: int = 0) -> tuple:
-    "A randomly initialised model (channels_last on CUDA, as the trainer's) in training mode, and its Adam."
+def step_config(setting: Setting, loss: str, batch: int, device, workers: int = 0) -> TrainConfig:
+    "The trainer's defaults with what the benchmark varies: architecture, size, batch, loss, device, loader workers."
+    formulation, alpha = LOSSES[loss]
+    return replace(TrainConfig(), arch=setting.arch, image_size=setting.size, batch_size=batch, formulation=formulation,
+                   alpha=alpha, weights=None, device=str(device), num_workers=workers)
+
+
+def training_model(config: TrainConfig, device, seed: int = 0) -> tuple:
+    "A randomly initialised model (channels_last on CUDA, as the trainer's) in training mode, and its optimiser."
     torch.manual_seed(seed)
-    model = build_model(arch, weights=None, dropout=.3).to(device)
+    model = build_model(config.arch, weights=None, dropout=config.dropout).to(device)
     if device.type == "cuda": model = model.to(memory_format=torch.channels_last)
-    return model.train(), torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-4)
+    return model.train(), make_optimizer(model, config)
 
 
-def synthetic_batch(arch: str, size: int, batch: int, device) -> tuple:
-    "A batch already on the device: uint8 grey images, labels half positive, one box's mask on the feature grid each."
-    g = torch.Generator().manual_seed(batch)
+def synthetic_batch(setting: Setting, batch: int, device) -> tuple:
+    "A collated batch already on the device: uint8 grey images, labels half positive, one box (and its mask) each."
+    size, g = setting.size, torch.Generator().manual_seed(batch)
     images = torch.randint(0, 256, (batch, 1, size, size), dtype=torch.uint8, generator=g)
     labels = torch.tensor([1, 0] * (batch // 2) + [1] * (batch % 2))
-    grid = feature_map_size(arch, size)
-    mask = boxes_to_mask([[size * .1, size * .2, size * .5, size * .7]], (size, size), grid)
-    return images.to(device), labels.to(device), mask.expand(batch, *grid).clone().to(device)
-
-
-def train_step(model, optimizer, images, labels, masks, loss: str, features_fn=None):
-    "One step as `_train_epoch` takes it: network input made on the device, channels_last and bf16 on CUDA."
-    device = images.device
-    x = to_network_input(images)
-    if device.type == "cuda": x = x.contiguous(memory_format=torch.channels_last)
-    formulation, alpha = LOSSES[loss]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        total, *_ = loss_terms(model, x, labels, masks, formulation, alpha, K, "soft", features_fn, "topk", "gradcam",
-                               None)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
+    boxes = [torch.tensor([[size * .1, size * .2, size * .5, size * .7]])] * batch
+    masks = boxes_masks(boxes, (size, size), feature_map_size(setting.arch, size))
+    return images.to(device), labels.to(device), masks.to(device), boxes, [f"synthetic-{i}" for i in range(batch)]
 
 
 def timed_steps(step, n: int, device) -> float:
@@ -230,7 +235,8 @@ def timed_steps(step, n: int, device) -> float:
 def measure_losses(model, optimizer, batch: tuple, setting: Setting, deadline: float, features_fn=None) -> dict:
     "Warm up, then interleaved BCE and LD-Sqr windows: median images/s, peak memory, and the LD-Sqr / BCE ratios."
     device, n_images = batch[0].device, len(batch[0])
-    steps = {loss: (lambda loss=loss: train_step(model, optimizer, *batch, loss, features_fn)) for loss in LOSSES}
+    configs = {loss: step_config(setting, loss, n_images, device) for loss in LOSSES}
+    steps = {loss: (lambda c=c: train_step(model, optimizer, batch, c, device, features_fn)) for loss, c in configs.items()}
     warmup_s = {loss: timed_steps(step, setting.warmup, device) for loss, step in steps.items()}
     per_step = max(timed_steps(step, 1, device) for step in steps.values())
     n = int(min(max(round(setting.window_s / per_step), setting.steps[0]), setting.steps[1]))
@@ -305,8 +311,8 @@ def worker_argv(args, mode: str, *extra) -> list:
 def fits(model, optimizer, setting: Setting, batch: int, device) -> tuple:
     "Whether two LD-Sqr steps at `batch` run without running out of memory: (fits, error)."
     try:
-        data = synthetic_batch(setting.arch, setting.size, batch, device)
-        for _ in range(2): train_step(model, optimizer, *data, "ld_sqr")
+        data, config = synthetic_batch(setting, batch, device), step_config(setting, "ld_sqr", batch, device)
+        for _ in range(2): train_step(model, optimizer, data, config, device)
         sync(device)
         return True, None
     except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
@@ -334,7 +340,7 @@ def largest_batch(model, optimizer, setting: Setting, device, deadline: float) -
 def measure_batch(model, optimizer, setting: Setting, batch: int, device, deadline: float, features_fn=None) -> dict:
     record = {"batch": batch, "compile": features_fn is not None, "error": None}
     try:
-        data = synthetic_batch(setting.arch, setting.size, batch, device)
+        data = synthetic_batch(setting, batch, device)
         record.update(measure_losses(model, optimizer, data, setting, deadline, features_fn))
     except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
         if not is_out_of_memory(e): raise
@@ -347,7 +353,7 @@ def measure_batch(model, optimizer, setting: Setting, batch: int, device, deadli
 def throughput_section(ctx: Context, out: dict, deadline: float, args):
     s, device = ctx.setting, ctx.device
     deadline = min(deadline, time.time() + s.caps["throughput"])          # the rest is the compile child's
-    model, optimizer = training_model(s.arch, device)
+    model, optimizer = training_model(step_config(s, "ld_sqr", s.paper_batch, device), device)
     log(f"largest batch (LD-Sqr steps, doubling from {s.paper_batch}, at most {s.max_batch}):")
     largest, tries = largest_batch(model, optimizer, s, device, deadline)
     out.update(batch_search=tries, batches={"paper": s.paper_batch, "largest": largest}, measurements=[])
@@ -385,7 +391,7 @@ def compile_worker(args):
     "Child: per batch, torch.compile the feature extractor afresh and measure; one result line per batch."
     s, device = setting_of(args), torch.device(args.device)
     deadline = time.time() + args.seconds - 5
-    model, optimizer = training_model(s.arch, device)
+    model, optimizer = training_model(step_config(s, "ld_sqr", s.paper_batch, device), device)
     for batch in map(int, args.batches.split(",")):
         torch._dynamo.reset()                      # a static compile per batch, as a run at that batch gets
         features_fn = torch.compile(model.features, backend=s.compile_backend)
@@ -405,9 +411,10 @@ def packing_worker(args):
     "Child: warm up, say ready, wait for the common start, train LD-Sqr steps for the wall time, report its images."
     s, device = setting_of(args), torch.device(args.device)
     barrier = Path(args.barrier)
-    model, optimizer = training_model(s.arch, device, seed=args.rank)
-    data = synthetic_batch(s.arch, s.size, s.paper_batch, device)
-    for _ in range(s.warmup): train_step(model, optimizer, *data, "ld_sqr")
+    config = step_config(s, "ld_sqr", s.paper_batch, device)
+    model, optimizer = training_model(config, device, seed=args.rank)
+    data = synthetic_batch(s, s.paper_batch, device)
+    for _ in range(s.warmup): train_step(model, optimizer, data, config, device)
     sync(device)
     reset_peak_memory(device)
     (barrier / f"ready-{args.rank}").touch()
@@ -419,7 +426,7 @@ def packing_worker(args):
     while time.time() < start: time.sleep(.001)
     images, end = 0, start
     while end - start < args.seconds:
-        train_step(model, optimizer, *data, "ld_sqr")
+        train_step(model, optimizer, data, config, device)
         sync(device)
         images, end = images + s.paper_batch, time.time()
     reserved = torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
@@ -491,53 +498,50 @@ def synthetic_split(ctx: Context) -> tuple:
     return dataset, {"generate_s": t1 - t0, "cache_s": t2 - t1}
 
 
-def loader_pass(loader) -> float:
+def loader_pass(make_batches) -> float:
+    "Images/s of drawing the batches of `make_batches()` (called inside the timing), with no training."
     t0, n = time.perf_counter(), 0
-    for images, *_ in loader: n += len(images)
+    for images, *_ in make_batches(): n += len(images)
     return n / (time.perf_counter() - t0)
 
 
-def fed_pass(model, optimizer, loader, device) -> tuple:
-    "One pass of LD-Sqr training fed by `loader`: (images/s, share of the loop spent waiting for a batch)."
-    waited, n = 0., 0
+def fed_pass(model, optimizer, make_batches, config: TrainConfig, device, epoch: int) -> tuple:
+    """One epoch of `train_step`s fed by `make_batches()`: (images/s, share of the loop spent waiting for a batch).
+    Making the batches' iterable (a loader's construction, its workers' start) counts as waiting."""
     sync(device)
     t0 = time.perf_counter()
-    batches = iter(loader)
-    while True:
+    batches = iter(make_batches())
+    waited, n = time.perf_counter() - t0, 0
+    for index in itertools.count(1):
         t = time.perf_counter()
         item = next(batches, None)
         waited += time.perf_counter() - t
         if item is None: break
-        images, labels, masks = (v.to(device, non_blocking=True) for v in item[:3])
-        train_step(model, optimizer, images, labels, masks, "ld_sqr")
+        train_step(model, optimizer, item, config, device, epoch=epoch, index=index)
         sync(device)                                 # the step is done: the wait for the next batch is GPU idle time
-        n += len(labels)
+        n += len(item[1])
     total = time.perf_counter() - t0
     return n / total, waited / total
 
 
-def trainer_loader(dataset, batch: int, workers: int, epoch: int):
-    "The loader `_fit` builds every epoch: shuffled by the epoch's generator, no pinned memory, no persistent workers."
-    return torch.utils.data.DataLoader(dataset, batch_size=batch, collate_fn=collate, shuffle=True,
-                                       generator=torch.Generator().manual_seed(epoch), num_workers=workers)
-
-
 def data_path_row(model, optimizer, dataset, workers: int, ctx: Context) -> dict:
+    """With `workers` loader workers: the trainer's loader alone and feeding training, its workers already running
+    (the epochs after a run's first), then a run's first epoch on a freshly built loader (trainer_loader_*)."""
     s, device = ctx.setting, ctx.device
-    loader = torch.utils.data.DataLoader(dataset, batch_size=s.paper_batch, shuffle=True, collate_fn=collate,
-                                         num_workers=workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=workers > 0)
-    loader_pass(loader)                                                       # starts the persistent workers
-    loader_rates = [loader_pass(loader) for _ in range(s.passes)]
-    fed = [fed_pass(model, optimizer, loader, device) for _ in range(s.passes)]
-    own = [fed_pass(model, optimizer, trainer_loader(dataset, s.paper_batch, workers, e), device)
-           for e in range(s.passes)]
-    del loader
+    config = step_config(s, "ld_sqr", s.paper_batch, device, workers)
+    loader = train_loader(dataset, config, device)
+    loader_pass(partial(epoch_batches, loader, 1))                            # starts the persistent workers
+    loader_rates = [loader_pass(partial(epoch_batches, loader, e)) for e in range(2, 2 + s.passes)]
+    fed = [fed_pass(model, optimizer, partial(epoch_batches, loader, e), config, device, e)
+           for e in range(2 + s.passes, 2 + 2 * s.passes)]
+    del loader                                                                # its workers stop
+    first = [fed_pass(model, optimizer, lambda: epoch_batches(train_loader(dataset, config, device), 1), config, device,
+                      1) for _ in range(s.passes)]
     return {"num_workers": workers, "loader_images_per_s": statistics.median(loader_rates),
             "train_images_per_s": statistics.median(r for r, _ in fed),
             "gpu_idle_share": statistics.median(w for _, w in fed),
-            "trainer_loader_train_images_per_s": statistics.median(r for r, _ in own),
-            "trainer_loader_gpu_idle_share": statistics.median(w for _, w in own)}
+            "trainer_loader_train_images_per_s": statistics.median(r for r, _ in first),
+            "trainer_loader_gpu_idle_share": statistics.median(w for _, w in first)}
 
 
 def data_path_section(ctx: Context, out: dict, deadline: float, args):
@@ -546,9 +550,9 @@ def data_path_section(ctx: Context, out: dict, deadline: float, args):
     out.update(timings, images=len(dataset), batch=s.paper_batch, size=s.size, rows=[])
     log(f"  synthetic dataset: {s.n_train} training images generated in {timings['generate_s']:.1f} s, cached at "
         f"{s.size} px in {timings['cache_s']:.1f} s; {len(dataset)} in the training split")
-    model, optimizer = training_model(s.arch, device)
-    for _ in range(s.warmup): train_step(model, optimizer, *synthetic_batch(s.arch, s.size, s.paper_batch, device),
-                                         "ld_sqr")
+    config = step_config(s, "ld_sqr", s.paper_batch, device)
+    model, optimizer = training_model(config, device)
+    for _ in range(s.warmup): train_step(model, optimizer, synthetic_batch(s, s.paper_batch, device), config, device)
     for workers in s.workers:
         if time.time() > deadline and out["rows"]:
             out["skipped_workers"] = [w for w in s.workers if w >= workers]
@@ -556,7 +560,7 @@ def data_path_section(ctx: Context, out: dict, deadline: float, args):
         row = data_path_row(model, optimizer, dataset, workers, ctx)
         out["rows"].append(row)
         log(f"  num_workers {workers}: loader {row['loader_images_per_s']:8.1f} img/s; training fed by it "
-            f"{row['train_images_per_s']:7.1f} img/s, GPU idle {row['gpu_idle_share']:.1%}; the trainer's own loader "
+            f"{row['train_images_per_s']:7.1f} img/s, GPU idle {row['gpu_idle_share']:.1%}; a run's first epoch "
             f"{row['trainer_loader_train_images_per_s']:7.1f} img/s, idle {row['trainer_loader_gpu_idle_share']:.1%}")
 
 
@@ -569,9 +573,9 @@ def paper_task_sizes(val_fraction: float) -> dict:
     repository: estimated as the training positives x 3,000 / 15,000 (the test split's share of images)."""
     sizes = {}
     for disease in PAPER_DISEASES:
-        positives = VINDR_POSITIVES[disease]
-        val = len(_split_label_group(np.arange(positives), np.random.default_rng(0), val_fraction, 0)["val"])
-        test = round(positives * VINDR_TEST_IMAGES / VINDR_TRAIN_IMAGES)
+        positives = VINDR_POSITIVES[1][disease]
+        val = split_counts(positives, val_fraction)["val"]
+        test = round(positives * VINDR_IMAGES["test"] / VINDR_IMAGES["train"])
         sizes[disease] = {"positives": positives, "train": 2 * (positives - val), "val": 2 * val, "test": 2 * test}
     return sizes
 
@@ -587,9 +591,9 @@ def projected_hours(task_sizes: dict, epochs: int, runs_per_disease: dict, train
     return seconds / 3600
 
 
-def eval_batches(dataset, batch: int, n_batches: int) -> list:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, collate_fn=collate)
-    return [b for _, b in zip(range(n_batches), loader)]
+def eval_batches(dataset, config: TrainConfig, device, n_batches: int) -> list:
+    "The first `n_batches` of the trainer's loader, drawn before any timing."
+    return list(itertools.islice(epoch_batches(train_loader(dataset, config, device), 1), n_batches))
 
 
 def timed_rate(fn, n_images: int, device) -> float:
@@ -605,14 +609,16 @@ def timed_rate(fn, n_images: int, device) -> float:
 def evaluation_rates(ctx: Context, batch: int) -> dict:
     "Images/s of the trainer's validation and test passes (its `evaluate`), and of the bare forward passes."
     s, device = ctx.setting, ctx.device
-    amp = device.type == "cuda"
-    model, _ = training_model(s.arch, device)
-    batches = eval_batches(synthetic_split(ctx)[0], batch, s.eval_batches)
+    c = step_config(s, "ld_sqr", batch, device)
+    amp = c.amp and device.type == "cuda"
+    model, _ = training_model(c, device)
+    batches = eval_batches(synthetic_split(ctx)[0], c, device, s.eval_batches)
     n = sum(len(b[0]) for b in batches)
     randomised = {part: randomised_copy(model, part) for part in RANDOMISED_PARTS}
-    scores = {"bce": {"common": "logit_alg"}, "guided": {"common": "logit_alg", "own": "logit_sqr"}}
-    val = timed_rate(lambda: evaluate(model, batches, device, {"val": "logit_alg"}, K, TAU, amp), n, device)
-    test = {kind: timed_rate(lambda sc=sc: evaluate(model, batches, device, sc, K, TAU, amp, randomised=randomised),
+    scores = {"bce": {"common": c.eval_score}, "guided": {"common": c.eval_score, "own": c.formulation}}
+    val = timed_rate(lambda: evaluate(model, batches, device, {"val": c.eval_score}, c.k, c.tau, amp,
+                                          metrics=VALIDATION_METRICS), n, device)
+    test = {kind: timed_rate(lambda sc=sc: evaluate(model, batches, device, sc, c.k, c.tau, amp, randomised=randomised),
                              n, device) for kind, sc in scores.items()}
     inputs = [to_network_input(b[0].to(device)) for b in batches]
 
@@ -621,7 +627,7 @@ def evaluation_rates(ctx: Context, batch: int) -> dict:
             for x in inputs: model(x)
 
     def forward_gradcam():
-        for x in inputs: evaluation_heatmaps(model, x, {"common": "logit_alg"}, amp)
+        for x in inputs: evaluation_heatmaps(model, x, {"common": c.eval_score}, amp)
 
     model.eval()
     return {"batch": batch, "images": n, "val": val, "test": test, "forward_only": timed_rate(forward_only, n, device),
@@ -702,41 +708,48 @@ def strict_fp32():
     finally: torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def briefly_trained_model(ctx: Context, dataset) -> object:
-    "A model after a few LD-Sqr steps on the synthetic data, so that its heatmaps are not those of random weights."
+def first_steps(loader, n: int):
+    "`(epoch, index, batch)` of a run's first `n` training steps on the trainer's `loader`, epoch after epoch."
+    every = ((epoch, index, batch) for epoch in itertools.count(1)
+             for index, batch in enumerate(epoch_batches(loader, epoch), 1))
+    return itertools.islice(every, n)
+
+
+def briefly_trained_model(ctx: Context, dataset) -> tuple:
+    "A model after a few LD-Sqr steps on the synthetic data (its heatmaps not those of random weights), and its config."
     s, device = ctx.setting, ctx.device
-    model, optimizer = training_model(s.arch, device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=s.paper_batch, shuffle=True, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(0))
-    steps = 0
-    while steps < s.heatmap_steps:
-        for images, labels, masks, _, _ in loader:
-            train_step(model, optimizer, images.to(device), labels.to(device), masks.to(device), "ld_sqr")
-            steps += 1
-            if steps == s.heatmap_steps: break
-    return model
+    config = step_config(s, "ld_sqr", s.paper_batch, device)
+    model, optimizer = training_model(config, device)
+    for epoch, index, batch in first_steps(train_loader(dataset, config, device), s.heatmap_steps):
+        train_step(model, optimizer, batch, config, device, epoch=epoch, index=index)
+    return model, config
 
 
-def explanation_metrics(maps, masks, boxes, image_hw) -> dict:
-    covered, total = annotation_coverage(maps, boxes, image_hw, K, TAU)
-    return {"top_precision": top_saliency_precision(maps, masks, K),
-            "all_precision": all_saliency_precision(maps, masks), "coverage": covered.double() / total.double()}
+def compared_metrics(maps, raws, masks, boxes, image_hw, config: TrainConfig) -> dict:
+    "Per image, from `image_metrics`: top- and all-saliency precision, and annotation coverage (covered / boxes)."
+    metrics = image_metrics(maps, raws, masks, boxes, image_hw, config.k, config.tau,
+                            ("top_precision", "all_precision", "boxes_covered"))
+    n_boxes = torch.tensor([len(b) for b in boxes], dtype=torch.float64)
+    return {"top_precision": metrics["top_precision"], "all_precision": metrics["all_precision"],
+            "coverage": metrics["boxes_covered"].double() / n_boxes}
 
 
 def heatmaps_section(ctx: Context, out: dict, deadline: float, args):
     s, device = ctx.setting, ctx.device
     dataset = synthetic_split(ctx)[0]
-    model = briefly_trained_model(ctx, dataset)
+    model, config = briefly_trained_model(ctx, dataset)
     chosen = [i for i in range(len(dataset)) if dataset.labels[i] == 1 and len(dataset.boxes[i])][:s.compare_batch]
     if not chosen: raise RuntimeError("no positive image with boxes in the synthetic training split")
     images, _, masks, boxes, _ = collate([dataset[i] for i in chosen])
     x = to_network_input(images.to(device))
-    image_hw = tuple(images.shape[-2:])
-    logits_bf16, maps_bf16 = evaluation_heatmaps(model, x, {"common": "logit_alg"}, amp=True)
-    with strict_fp32(): logits_fp32, maps_fp32 = evaluation_heatmaps(model, x, {"common": "logit_alg"}, amp=False)
-    _, maps_default = evaluation_heatmaps(model, x, {"common": "logit_alg"}, amp=False)
+    image_hw, scores = tuple(images.shape[-2:]), {"common": config.eval_score}
+    logits_bf16, maps_bf16, raws_bf16 = evaluation_heatmaps(model, x, scores, amp=True, with_raw=True)
+    with strict_fp32():
+        logits_fp32, maps_fp32, raws_fp32 = evaluation_heatmaps(model, x, scores, amp=False, with_raw=True)
+    _, maps_default = evaluation_heatmaps(model, x, scores, amp=False)
     a, b = maps_bf16["common"], maps_fp32["common"]
-    metrics = {name: explanation_metrics(m, masks, boxes, image_hw) for name, m in (("bf16", a), ("fp32", b))}
+    metrics = {name: compared_metrics(m, raw["common"], masks, boxes, image_hw, config)
+               for name, m, raw in (("bf16", a, raws_bf16), ("fp32", b, raws_fp32))}
     out.update(images=len(chosen), grid=list(a.shape[-2:]), steps_trained=s.heatmap_steps,
                fp32_zero_share=float((b == 0).float().mean()),
                map_max_abs_diff=float((a - b).abs().max()), map_mean_abs_diff=float((a - b).abs().mean()),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from expaware_nb.runs import PER_SAMPLE_FILE, TEST_METRICS_FILE, read_json, write_json
-from expaware_nb.sweep import expand, load_profile
+from expaware_nb.profiles import expand, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "common_all_precision", "common_top_precision", "common_coverage")
@@ -22,7 +22,7 @@ METRICS = ("accuracy", "common_all_precision", "common_top_precision", "common_c
 
 def train(cell_id: str, run_dir: Path, threads: int, data_root: Path) -> dict:
     "Train the replication's cell in a fresh process with `threads` threads; its test metrics and predictions."
-    code = (f"import torch, sys; torch.set_num_threads({threads}); from expaware_nb.sweep import expand, load_profile; "
+    code = (f"import torch, sys; torch.set_num_threads({threads}); from expaware_nb.profiles import expand, load_profile; "
             f"from expaware_nb.train import train_run; "
             f"c = next(c for c in expand(load_profile('replication'), {str(data_root)!r}) if c.id == {cell_id!r}); "
             f"train_run(c.config, {str(run_dir)!r})")

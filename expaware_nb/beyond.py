@@ -19,7 +19,8 @@ from .dataset import to_network_input
 from .gradcam import ABBREVIATIONS, FORMULATIONS, SCORES
 from .results import EXPLANATION_METRICS
 from .stats import directional, verdict
-from .runs import CONFIG_FILE, HEATMAPS_FILE, PER_SAMPLE_FILE, evaluation_heatmaps, read_json, tested_model
+from .evaluation import evaluation_heatmaps
+from .runs import CONFIG_FILE, HEATMAPS_FILE, PER_SAMPLE_FILE, read_json, tested_model
 
 # %% ../nbs/44_beyond.ipynb #eaba48ea
 EQUIVALENCE_CLASSES = {"z1": ["logit"], "z1-z0": ["logit_alg", "prob_alg"],

@@ -26,6 +26,7 @@ HEATMAP_CLASS = {"bce": 0, "logit": 1, "logit_alg": 2, "prob_alg": 2, "logit_abs
                  "prob_sqr": 3}
 EQUIVALENCE_AT_NULL = ("guided_accuracy_comparable", "median_accuracy_stable", "accuracy_insensitive")
 
+# %% ../nbs/47_calibration.ipynb #b1d0e003
 def no_effect(metric: str, formulation: str, t: float, disease: int) -> tuple:
     "(added value, scale of the run's noise) of a run: nothing planted."
     return 0., 1.
@@ -50,6 +51,7 @@ def paper_effects(metric: str, formulation: str, t: float, disease: int) -> tupl
     scale = .2 if f == "logit_sqr" else 1.
     return lead + scale * trend * (t - .5), scale
 
+# %% ../nbs/47_calibration.ipynb #b1d0e007
 CALIBRATION_GRIDS = {"gaussian": 1000, "skewed": 1000, "shared": 1000, "margin": 1000, "paper": 200}
 CALIBRATION_RESAMPLES = 499     # Monte Carlo size of the permutation tests in the calibration (the table uses 999)
 SCENARIOS = {"gaussian": dict(noise="gaussian", shared=0., effects=no_effect),

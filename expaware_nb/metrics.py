@@ -57,6 +57,7 @@ def energy_pointing_game(A: Tensor, mask: Tensor) -> Tensor:
     "Share of the positive attribution of each raw map `A` `[B, h, w]` that lies inside `mask`: `[B]`."
     return share_inside(A.clamp_min(0), mask)
 
+# %% ../nbs/03_metrics.ipynb #6ed4d751
 def saliency_iou(H_hat: Tensor, mask: Tensor, threshold: float = .5) -> Tensor:
     "IoU of the cells where each normalised map `[B, h, w]` exceeds `threshold` with `mask`: `[B]` (0 if both empty)."
     _check_normalized(H_hat)
@@ -64,6 +65,7 @@ def saliency_iou(H_hat: Tensor, mask: Tensor, threshold: float = .5) -> Tensor:
     inter, union = (salient & mask).sum((-2, -1)), (salient | mask).sum((-2, -1))
     return inter / union.clamp_min(1)
 
+# %% ../nbs/03_metrics.ipynb #e90c7cfc
 def pointing_game(A: Tensor, mask: Tensor) -> Tensor:
     "1. where a cell holding the maximum of each map `[B, h, w]` lies inside `mask`, else 0. (also without mass)."
     peak = (A == A.flatten(-2).amax(-1)[..., None, None]) & (A > 0)
@@ -94,6 +96,7 @@ def pixel_box_mask(boxes, image_hw: tuple) -> Tensor:
         mask[r0:r1, c0:c1] = True
     return mask
 
+# %% ../nbs/03_metrics.ipynb #6a2b26ba
 def _upsampled_positive(A: Tensor, image_hw: tuple) -> Tensor:
     "Raw maps `[B, h, w]` upsampled bilinearly (half-pixel centres) to `image_hw`, positive part."
     return F.interpolate(A[:, None].float(), size=tuple(image_hw), mode="bilinear", align_corners=False)[:, 0].clamp_min(0)

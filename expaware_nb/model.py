@@ -23,6 +23,7 @@ class Head(nn.Module):
     def forward(self, features):
         return self.linear(self.dropout(features.mean((2, 3))))
 
+# %% ../nbs/20_model.ipynb #4fb8073a
 class ExplainableClassifier(nn.Module):
     "A CNN as `features` (the map Grad-CAM reads, the one the head pools) and `head`; `forward` gives the logits."
     def __init__(self, features: nn.Module, head: Head):

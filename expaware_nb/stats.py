@@ -103,6 +103,7 @@ def _sides(estimate: float, direction: str, shift: float = 0.) -> dict:
     "How far `estimate` points the claimed way from `shift` (`toward`), and whether it does (`agrees`, `against`)."
     return oriented(estimate - shift if direction == "greater" else shift - estimate)
 
+# %% ../nbs/41_stats.ipynb #5411c99b
 def directional(values, direction: str = "greater", shift: float = 0., test: str = "signed_rank") -> dict:
     "One-sided tests for and against `values` being centred above (`greater`) or below (`less`) `shift`."
     _check(direction)
@@ -114,6 +115,7 @@ def directional(values, direction: str = "greater", shift: float = 0., test: str
     return {"n": len(v), "estimate": denoised(estimate), "p_for": p(v, direction, shift),
             "p_against": p(v, against, shift), **_sides(estimate, direction, shift)}
 
+# %% ../nbs/41_stats.ipynb #b0c7252b
 def both_sides(above_low: dict, below_high: dict, estimate: float, low: float, high: float) -> dict:
     "Equivalence from its two one-sided results: centre above `low` and below `high` (TOST); outside: Holm."
     return {"n": min(above_low["n"], below_high["n"]), "estimate": denoised(estimate),
@@ -248,6 +250,7 @@ def reversal(size: int) -> np.ndarray:
     "The identity order and its reverse."
     return np.array([np.arange(size), np.arange(size)[::-1]])
 
+# %% ../nbs/41_stats.ipynb #a8aad055
 def _all_or_random(n_orders: int, n_draws: int, n_resamples: int, seed: int) -> tuple:
     "Each combination of the draws' relabellings (exact), or `n_resamples` random ones: `[combinations, draws]`."
     if n_orders ** n_draws <= n_resamples + 1: return np.array(list(product(range(n_orders), repeat=n_draws))), True

@@ -14,7 +14,7 @@ from .gradcam import FORMULATIONS
 # %% ../nbs/23_testing.ipynb #11be4f40
 FIXTURE = dict(alphas=(.25, .5, 1.), seeds=(0, 1), epochs=2)
 RUN_WRITERS = ("saliency", "gradcam", "losses", "metrics", "attribution", "synth", "annotations", "xray", "cache",
-               "dataset", "model", "runs", "train")
+               "dataset", "evaluation", "model", "runs", "train")
 
 def fixture_key() -> str:
     "A hash of the code that writes runs and of the fixture's parameters: a new key whenever either changes."

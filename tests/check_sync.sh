@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Fail when a notebook stops reading as a document or a file points outside the repository
-# (tests/check_docs.py); and when nbdev-clean, nbdev-export or tools/package_data.py changes a file: the notebooks
-# and configs/ (the sources) and the generated package expaware_nb/ are out of sync, or a notebook was saved uncleaned.
+# Fail when a notebook stops reading as a document or a file points outside the repository (tests/check_docs.py),
+# or an export cell is not followed by a test or example (tools/notebook_rhythm.py); and when nbdev-clean,
+# nbdev-export or tools/package_data.py changes a file: the notebooks and configs/ (the sources) and the generated
+# package expaware_nb/ are out of sync, or a notebook was saved uncleaned.
 # Compares a hash of every file under nbs/ and expaware_nb/ before and after, so it also works
 # on a working tree with uncommitted changes, and names the files that changed.
 set -u
 cd "$(git rev-parse --show-toplevel)" || exit 1
 status=0
 python tests/check_docs.py || status=1
+rhythm=$(python tools/notebook_rhythm.py --check) || { echo "$rhythm" >&2; echo "FAIL: the export cells listed are not followed by a test or example" >&2; status=1; }
+echo "$rhythm" | tail -1
 state() { git ls-files -z --cached --others --exclude-standard -- nbs expaware_nb configs | sort -z | xargs -0 sha1sum 2>/dev/null; }
 before=$(state)
 nbdev-clean >/dev/null || { echo "FAIL: nbdev-clean failed" >&2; exit 1; }

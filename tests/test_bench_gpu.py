@@ -1,16 +1,45 @@
 """bench/gpu.py --dry-run (every code path of the GPU benchmark, on the CPU with the tiny DenseNet) runs to the end and
 writes a JSON report whose sections are all there, whose numbers are finite and positive where they must be, whose
 bf16-vs-fp32 differences are in [0, 1], whose resume check compares an interrupted run with an uninterrupted one, and
-whose projected GPU-hours are the formula applied to the report's own inputs. No timing is asserted."""
-import importlib.util, json, math, os, subprocess, sys
+whose projected GPU-hours are the formula applied to the report's own inputs. No timing is asserted. The bench takes
+its training step, loader, evaluation and VinDr-CXR counts from the package, through public names only."""
+import ast, json, math, os, subprocess, sys
 from pathlib import Path
 
 import pytest
 
+from expaware_nb.annotations import VINDR_POSITIVES, split_counts
+from expaware_nb.train import TrainConfig
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("throughput", "packing", "data_path", "projection", "heatmaps", "resume")
 
-pytestmark = pytest.mark.slow      # the dry run starts seven child processes: 40-75 s on a 2-core machine
+BENCH = REPO / "bench" / "gpu.py"
+
+
+def private_package_imports(source: str) -> list:
+    "`module.name` of every import of a private name (or private module) of expaware_nb in `source`."
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("expaware_nb"):
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if any(part.startswith("_") for part in [*node.module.split("."), a.name])]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("expaware_nb")
+                      and any(part.startswith("_") for part in a.name.split("."))]
+    return found
+
+
+def test_private_package_imports_are_found():
+    source = "from expaware_nb.train import TrainConfig, _fit\nimport expaware_nb._modidx\nfrom expaware_nb import train"
+    assert private_package_imports(source) == ["expaware_nb.train._fit", "expaware_nb._modidx"]
+
+
+def test_bench_imports_no_private_name():
+    assert private_package_imports(BENCH.read_text()) == []
+
+
+slow = pytest.mark.slow      # the dry run starts seven child processes: 40-75 s on a 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +63,7 @@ def in_unit_interval(x) -> bool:
     return isinstance(x, (int, float)) and 0 <= x <= 1
 
 
+@slow
 def test_every_section_ran(report):
     assert report["meta"]["dry_run"] is True and report["meta"]["device"] == "cpu"
     for name in SECTIONS:
@@ -41,6 +71,7 @@ def test_every_section_ran(report):
         assert report[name]["seconds"] >= 0
 
 
+@slow
 def test_throughput(report):
     t = report["throughput"]
     setting = report["meta"]["setting"]
@@ -59,6 +90,7 @@ def test_throughput(report):
     assert t["compile"]["timed_out"] is False and t["compile"]["returncode"] == 0
 
 
+@slow
 def test_packing(report):
     p = report["packing"]
     assert [r["processes"] for r in p["rounds"]] == [1, 2]
@@ -72,6 +104,7 @@ def test_packing(report):
     assert p["best"] == {"processes": best["processes"], "speedup_vs_1": best["speedup_vs_1"]}
 
 
+@slow
 def test_data_path(report):
     d = report["data_path"]
     assert d["images"] > 0 and d["generate_s"] >= 0 and d["cache_s"] >= 0
@@ -80,13 +113,6 @@ def test_data_path(report):
         for key in ("loader_images_per_s", "train_images_per_s", "trainer_loader_train_images_per_s"):
             assert positive(r[key]), key
         assert 0 <= r["gpu_idle_share"] < 1 and 0 <= r["trainer_loader_gpu_idle_share"] < 1
-
-
-def vindr_positives() -> dict:
-    spec = importlib.util.spec_from_file_location("vindr_counts", REPO / "tests" / "test_vindr_counts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ANY_RADIOLOGIST
 
 
 def hours(scenario: dict, task_sizes: dict) -> float:
@@ -100,14 +126,16 @@ def hours(scenario: dict, task_sizes: dict) -> float:
     return seconds / 3600
 
 
+@slow
 def test_projection(report):
     p = report["projection"]
     assert p["epochs"] == 60 and p["runs_per_disease"] == {"bce": 1, "guided": 28}
     assert p["n_runs"] == 203 == len(p["task_sizes"]) * (1 + 7 * 4)
-    positives = vindr_positives()
+    positives = VINDR_POSITIVES[1]                                # any radiologist
     assert set(p["task_sizes"]) == set(positives)
     for disease, sizes in p["task_sizes"].items():
         assert (sizes["train"] + sizes["val"]) // 2 == sizes["positives"] == positives[disease]   # balanced splits
+        assert sizes["val"] == 2 * split_counts(sizes["positives"], TrainConfig().val_fraction)["val"]
         assert sizes["train"] > sizes["val"] > 0 and sizes["test"] > 0
     rates = p["evaluation_rates"]
     assert all(positive(rates[k]) for k in ("val", "forward_only", "forward_gradcam"))
@@ -125,6 +153,7 @@ def test_projection(report):
         assert s["train_rates"]["bce"] in measured and s["train_rates"]["guided"] in measured
 
 
+@slow
 def test_bf16_heatmaps(report):
     h = report["heatmaps"]
     assert h["images"] > 0 and h["steps_trained"] > 0
@@ -137,6 +166,7 @@ def test_bf16_heatmaps(report):
     assert isinstance(h["predictions_agree"], bool) and h["logit_max_abs_diff"] >= 0
 
 
+@slow
 def test_resume(report):
     r = report["resume"]
     epochs = r["config"]["epochs"]

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from expaware_nb.runs import collect_runs, load_run
-from expaware_nb.sweep import expand, load_profile, sweep, sweep_status
+from expaware_nb.profiles import expand, load_profile
+from expaware_nb.sweep import sweep, sweep_status
 
 pytestmark = pytest.mark.slow      # sweeps killed and resumed
 

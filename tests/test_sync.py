@@ -103,6 +103,18 @@ def test_notebook_using_a_later_module_fails(project_copy):
     assert "nbs/03_metrics.ipynb: uses expaware_nb.train, which comes later (notebook 22)" in out.stderr
 
 
+def test_export_cell_without_a_test_fails(project_copy):
+    path = project_copy / "nbs" / "03_metrics.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"].append({"cell_type": "code", "id": "untested", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": ["#| export\n", "def untested_helper(x): return x"]})
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    out = check_sync(project_copy)
+    assert out.returncode == 1
+    assert "cell " in out.stderr and "(untested): def untested_helper(x): return x" in out.stderr
+    assert "not followed by a test or example" in out.stderr
+
+
 def test_broken_link_and_stale_package_copy_fail(project_copy):
     set_cell(project_copy / "nbs" / "paper" / "fig4_alpha.ipynb", 0,
              "# Figure 4\n\n> summary\n\nSee [the stats](../41_statistics.ipynb).")

@@ -81,8 +81,9 @@ def test_the_environment_has_exactly_the_outer_packages(venv, tmp_path):
 
 
 def test_the_wheel_ships_its_notebooks_and_profiles(venv, tmp_path):
-    code = ("import expaware_nb, expaware_nb.sweep as s, expaware_nb.render as r, expaware_nb.results as res; "
-            "print(expaware_nb.__file__); print(s.TRAIN_NOTEBOOK.is_file(), s.find_profile('demo'), "
+    code = ("import expaware_nb, expaware_nb.sweep as s, expaware_nb.profiles as p, expaware_nb.render as r, "
+            "expaware_nb.results as res; "
+            "print(expaware_nb.__file__); print(s.TRAIN_NOTEBOOK.is_file(), p.find_profile('demo'), "
             "r.paper_notebook('statistics_claims').is_file(), res.reference_spread_of('shortcut') is not None)")
     where, shipped = run(venv / "bin" / "python", "-c", code, cwd=tmp_path).splitlines()
     assert where.startswith(str(venv)), where                          # the wheel's package, not the checkout
