@@ -64,11 +64,11 @@ def test_demo_cells_are_compared_with_the_shipped_replication(tmp_path):
 
 # What each command calls, and how its options map to the parameters of those functions. Every option of every
 # command is either compared with the parameter it stands for, or named here as the command line's own.
-POSITIONAL = {"task": ["data/x", "effusion"], "cache": ["data/x"], "sweep": ["demo"], "paper": ["runs"],
+POSITIONAL = {"task": ["data/x", "effusion"], "cache": ["data/x"], "check-data": ["data/x"], "sweep": ["demo"], "paper": ["runs"],
               "view": ["runs"]}
 OWN = {  # options whose default is the command line's own, not a function's
     "synth": {"out"},                                                  # make_synthetic_dataset's out_dir has none
-    "task": {"data", "diseases"}, "cache": {"data"},
+    "task": {"data", "diseases"}, "cache": {"data"}, "check-data": {"data"},
     "sweep": {"profile", "runs", "workers", "set", "partition", "time", "gpus", "cpus", "mem", "array_parallelism",
               "max_requeues", "signal_delay"},                         # the profile's, or one worker per GPU
     "status": {"runs"}, "paper": {"runs", "notebooks"}, "view": {"runs", "port", "no_browser"},
@@ -79,13 +79,14 @@ def calls():
     "{command: [(function, {option: parameter})]}: the functions each command passes its options to."
     from expaware_nb.annotations import make_task
     from expaware_nb.cache import build_cache
+    from expaware_nb.checkdata import check_data
     from expaware_nb.render import render_paper
     from expaware_nb.sweep import sweep
     from expaware_nb.synth import make_synthetic_dataset
     from expaware_nb.viewer import viewer_notebook
     figures = (render_paper, {"figures": "figures_dir"})
     return {"synth": [(make_synthetic_dataset, {})], "task": [(make_task, {})],
-            "cache": [(build_cache, {"out": "cache_root"})], "sweep": [(sweep, {}), figures],
+            "cache": [(build_cache, {"out": "cache_root"})], "check-data": [(check_data, {})], "sweep": [(sweep, {}), figures],
             "profiles": [], "status": [], "paper": [(render_paper, {"figures": "figures_dir"})],
             "view": [(viewer_notebook, {})], "demo": [figures]}
 
