@@ -16,8 +16,8 @@ from .runs import DiskFull, broken_file, disk_is_full
 # %% ../nbs/25_execute.ipynb #a25e0006
 _KERNEL = {}           # the kernel this process reuses across cells (run_local's workers), under "km"
 
-def _shutdown_worker_kernel():
-    km = _KERNEL.pop("km", None)
+def _shutdown_worker_kernel(kernels=_KERNEL):     # bound here: at exit a notebook's globals may be gone
+    km = kernels.pop("km", None)
     if km is not None:
         try: km.shutdown_kernel(now=True)
         except Exception: pass
@@ -31,7 +31,7 @@ def worker_kernel():
     if km is None: Finalize(None, _shutdown_worker_kernel, exitpriority=10)     # when the worker process exits
     else: _shutdown_worker_kernel()
     km = _KERNEL["km"] = KernelManager(kernel_name="python3")
-    km.start_kernel()
+    km.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])   # see clear_namespace
     return km
 
 # %% ../nbs/25_execute.ipynb #a25e0009
