@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['log', 'RSNA_COLUMNS', 'NIH_NAMES', 'NIH_BOXED', 'NIH_BOX_HEADER', 'NIH_ENTRY_COLUMNS', 'GENERIC_COLUMNS',
-           'LAYOUT_WRITERS', 'LAYOUT_FINDINGS', 'synthetic_images', 'one_reader', 'save_png', 'write_rsna', 'write_nih',
-           'write_siim', 'write_generic', 'write_coco', 'write_layout']
+           'LAYOUT_WRITERS', 'LAYOUT_FINDINGS', 'LAYOUTS', 'LAYOUT_SOURCE', 'LAYOUT_MARKER', 'synthetic_images',
+           'one_reader', 'save_png', 'write_rsna', 'write_nih', 'write_siim', 'write_generic', 'write_coco',
+           'write_layout', 'make_synthetic_layout']
 
 # %% ../nbs/15_layouts.ipynb #1a5e0003
-import json, logging, uuid
+import fcntl, json, logging, shutil, uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from .annotations import (NIH_ALIASES, RSNA_FINDING, SIIM_FINDING, PUBLIC_IMAGE_SHAPE, read_annotations,
                                      rle_encode)
-from .synth import BOX_COLUMNS, NO_FINDING, lesion_masks, save_dicom, to_dicom
+from .synth import BOX_COLUMNS, NO_FINDING, lesion_masks, make_synthetic_dataset, save_dicom, to_dicom
 from .xray import XrayReadError, read_xray
 
 log = logging.getLogger("expaware_nb.layouts")
@@ -162,3 +163,33 @@ def write_layout(dataset, layout: str, out) -> Path:
     "The synthetic dataset at `dataset` in `layout`'s files in `out` (see `LAYOUT_WRITERS`); returns its annotation file."
     if layout not in LAYOUT_WRITERS: raise ValueError(f"layout must be one of {', '.join(LAYOUT_WRITERS)}, got {layout!r}")
     return LAYOUT_WRITERS[layout](dataset, out)
+
+# %% ../nbs/15_layouts.ipynb #1a5e0021
+LAYOUTS = ("vindr", *LAYOUT_WRITERS)
+LAYOUT_SOURCE, LAYOUT_MARKER = "synthetic", "layout.json"   # inside a layout's folder: its VinDr-layout source, what it holds
+
+def _clear_layout(out_dir: Path):
+    "Remove a layout written before from `out_dir` (its source and locks kept); an error for a folder that is not one."
+    kept = lambda p: p.suffix == ".lock" or p.name == LAYOUT_SOURCE       # the source is replaced by its own writer
+    if not (out_dir / LAYOUT_MARKER).exists() and not all(kept(p) for p in out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and does not hold a synthetic layout: remove it or choose another folder")
+    for p in out_dir.iterdir():
+        if not kept(p): shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+def make_synthetic_layout(out_dir, layout: str = "vindr", progress: bool = True, **params) -> Path:
+    "Write the synthetic dataset of `params` (see `make_synthetic_dataset`) in `layout`'s files to `out_dir`, unless there; return what `read_annotations` reads."
+    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "vindr": return make_synthetic_dataset(out_dir, progress=progress, **params)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".layout.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = out_dir / LAYOUT_MARKER
+        held = json.loads(marker.read_text()) if marker.exists() else {}
+        if held.get("layout") == layout and held.get("synthetic") == {**params, "progress": None}:
+            return out_dir / held["file"]
+        _clear_layout(out_dir)
+        source = make_synthetic_dataset(out_dir / LAYOUT_SOURCE, progress=progress, **params)
+        path = write_layout(source, layout, out_dir)
+        marker.write_text(json.dumps({"layout": layout, "synthetic": {**params, "progress": None}, "file": path.name}))
+    return path

@@ -1,6 +1,7 @@
 """The synthetic dataset in each public layout (RSNA, NIH ChestX-ray14, SIIM-ACR) and in the generic CSV and COCO
 forms: `expaware check-data` prints counts equal to plain pandas counts of the written files and draws the boxes and
-masks where the table says; a tiny `expaware sweep` (two cells, one epoch) finishes every cell with results."""
+masks where the table says; a tiny `expaware sweep` (two cells, one epoch) whose profile generates its data in the
+layout finishes every cell with results."""
 import json, re, subprocess, sys
 
 import numpy as np
@@ -8,9 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from expaware_nb.annotations import read_annotations, rle_decode
+from expaware_nb.annotations import FORMATS, read_annotations, rle_decode
 from expaware_nb.checkdata import BOX_COLOUR
-from expaware_nb.layouts import LAYOUT_FINDINGS, write_layout
+from expaware_nb.layouts import LAYOUT_FINDINGS, LAYOUT_MARKER, write_layout
 from expaware_nb.runs import collect_runs
 from expaware_nb.sweep import sweep_status
 from expaware_nb.synth import BOX_COLUMNS, make_synthetic_dataset
@@ -19,8 +20,7 @@ from expaware_nb.xray import read_xray
 SIZE = 128
 # two findings, so that every layout has positives and negatives of its task in a small dataset
 SYNTHETIC = dict(n_train=60, n_test=20, seed=0, prevalence={"Lung Opacity": 1., "Cardiomegaly": 1.}, progress=False)
-TINY = ["synthetic=null", "worlds=[]", "formulations=[bce, logit_sqr]", "alphas=[1.0]", "epochs=1", "image_size=64",
-        "batch_size=16"]
+TINY = ["worlds=[]", "formulations=[bce, logit_sqr]", "alphas=[1.0]", "epochs=1", "image_size=64", "batch_size=16"]
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +93,14 @@ def test_check_data_counts_and_sheet(written, layout, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", list(LAYOUT_FINDINGS))
-def test_sweep_runs_on_each_layout(written, layout, tmp_path):
+def test_sweep_runs_on_each_layout(layout, tmp_path):
+    "The profile generates its data in the layout (`synthetic: {layout: ...}`), then trains and tests two cells on it."
     runs = tmp_path / "runs"
+    synthetic = {**SYNTHETIC, "layout": layout}
+    del synthetic["progress"]
     cmd = [sys.executable, "-m", "expaware_nb.cli", "sweep", "demo", "--runs", str(runs), "--workers", "1"]
-    for o in TINY + [f"data={written[layout]}", f"cache_dir={tmp_path / 'cache'}",
-                     f"diseases=[{LAYOUT_FINDINGS[layout]}]"]:
+    for o in TINY + [f"data={tmp_path / layout}", f"synthetic={json.dumps(synthetic)}",
+                     f"cache_dir={tmp_path / 'cache'}", f"diseases=[{LAYOUT_FINDINGS[layout]}]"]:
         cmd += ["--set", o]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -107,4 +110,7 @@ def test_sweep_runs_on_each_layout(written, layout, tmp_path):
     assert sorted(table.formulation) == ["bce", "logit_sqr"]
     assert (table.disease == LAYOUT_FINDINGS[layout]).all()
     assert (table.n_positives > 0).all() and (table.n_images > table.n_positives).all()
+    held = json.loads((tmp_path / layout / LAYOUT_MARKER).read_text())              # what the profile generated
+    assert held["layout"] == layout
+    assert read_annotations(tmp_path / layout / held["file"]).attrs["format"] == FORMATS[layout]
     assert table[["accuracy", "common_top_precision", "common_coverage"]].notna().all().all()
