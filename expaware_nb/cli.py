@@ -31,13 +31,18 @@ def _synth_options(p):
     add_option(p, "--world", f, choices=WORLDS,
                help="shortcut: each finding's marker follows its label in training (default); clean: no marker")
     add_option(p, "--cue-strength", f, help="shortcut world: P(marker | finding) = 1 - P(marker | no finding) in training")
+    from expaware_nb.layouts import LAYOUTS, make_synthetic_layout
+    add_option(p, "--layout", make_synthetic_layout, choices=LAYOUTS,
+               help="the files to write: VinDr-CXR's (default), RSNA's, NIH ChestX-ray14's, SIIM-ACR's, a generic CSV "
+                    "or COCO JSON (data/README.md)")
 
 def synth(args) -> int:
     "Write the synthetic dataset."
-    from expaware_nb.synth import make_synthetic_dataset
-    out = make_synthetic_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, world=args.world,
-                                 cue_strength=args.cue_strength)
-    print(f"synthetic dataset in {out}")
+    from expaware_nb.layouts import make_synthetic_layout
+    out = make_synthetic_layout(args.out, args.layout, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                                world=args.world, cue_strength=args.cue_strength)
+    print(f"synthetic dataset in {out}" + (f" ({args.layout} layout; check it: expaware check-data {out})"
+                                            if args.layout != "vindr" else ""))
     return 0
 
 # %% ../nbs/90_cli.ipynb #c7a10007

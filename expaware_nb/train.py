@@ -145,10 +145,11 @@ def _git_commit() -> str | None:
 # %% ../nbs/22_train.ipynb #f861ab83
 def data_and_cache(config: TrainConfig, progress: bool = False) -> tuple:
     "The annotations of a config's dataset (generated first when synthetic) and its image cache (built if needed)."
+    data = config.data
     if config.synthetic is not None:
-        from expaware_nb.synth import make_synthetic_dataset
-        make_synthetic_dataset(config.data, **{"progress": progress, **config.synthetic})
-    annotations = read_annotations(config.data)
+        from expaware_nb.layouts import make_synthetic_layout
+        data = make_synthetic_layout(config.data, **{"progress": progress, **config.synthetic})
+    annotations = read_annotations(data)
     return annotations, build_cache(annotations, config.cache_dir, size=config.image_size, progress=progress)
 
 def run_data(config: TrainConfig):

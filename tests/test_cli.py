@@ -82,10 +82,11 @@ def calls():
     from expaware_nb.checkdata import check_data
     from expaware_nb.render import render_paper
     from expaware_nb.sweep import sweep
+    from expaware_nb.layouts import make_synthetic_layout
     from expaware_nb.synth import make_synthetic_dataset
     from expaware_nb.viewer import viewer_notebook
     figures = (render_paper, {"figures": "figures_dir"})
-    return {"synth": [(make_synthetic_dataset, {})], "task": [(make_task, {})],
+    return {"synth": [(make_synthetic_dataset, {}), (make_synthetic_layout, {})], "task": [(make_task, {})],
             "cache": [(build_cache, {"out": "cache_root"})], "check-data": [(check_data, {})], "sweep": [(sweep, {}), figures],
             "profiles": [], "status": [], "paper": [(render_paper, {"figures": "figures_dir"})],
             "view": [(viewer_notebook, {})], "demo": [figures]}
