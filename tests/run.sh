@@ -11,7 +11,7 @@ python -m pip install --quiet -e ".[dev]" || { echo "FAIL: install" >&2; exit 1;
 failed=()
 echo "== notebooks: in sync with the package, read as documents"; bash tests/check_sync.sh || failed+=(sync)
 echo "== nbdev-test";                      nbdev-test --timing || failed+=(nbdev-test)
-echo "== pytest";                          python -m pytest -ra tests || failed+=(pytest)
+echo "== pytest";                          python -m pytest -ra --durations=25 tests || failed+=(pytest)
 
 if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}" >&2; exit 1; fi
 echo "all tests passed"
