@@ -157,8 +157,8 @@ def _check_split(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 def _read_generic(csv: Path) -> pd.DataFrame:
-    df = _read_table(csv, ["path", "label"], optional=[*BOX_COLUMNS, "split", "image_id", "rad_id"])
-    df = df.drop(columns=["mask"], errors="ignore")                                  # boxes only
+    df = _read_table(csv, ["path", "label"], optional=[*BOX_COLUMNS, "split", "image_id", "rad_id", "mask"])
+    if "mask" in df: _check_masks(df)
     df["path"] = _resolve_paths(df.path, [f"line {n}" for n in df.line], csv.parent, csv)
     df = _ids_from_paths(df, csv, "add an image_id column")
     label = df.pop("label").str.strip()
@@ -298,6 +298,18 @@ def rle_box(rle: str, shape: tuple = PUBLIC_IMAGE_SHAPE) -> tuple:
     one_col = first_col == last_col
     top, bottom = np.where(one_col, starts % h, 0), np.where(one_col, (ends - 1) % h, h - 1)
     return int(first_col.min()), int(top.min()), int(last_col.max()) + 1, int(bottom.max()) + 1
+
+# %% ../nbs/11_annotations.ipynb #5c0a1e31
+def _check_masks(df: pd.DataFrame):
+    "Normalise the generic CSV's `mask` column in place (`-1` as empty); an error naming file and line for a bad one."
+    df["mask"] = df["mask"].fillna("").str.strip().replace("-1", "")
+    boxless = (df[BOX_COLUMNS] if set(BOX_COLUMNS) <= set(df) else pd.DataFrame(index=df.index, columns=BOX_COLUMNS)
+               ).fillna("").apply(lambda c: c.str.strip() == "").any(axis=1)
+    for i in df.index[df["mask"] != ""]:
+        where = f"{df.at[i, 'file']}, line {df.at[i, 'line']}"
+        if boxless[i]: raise ValueError(f"{where}: a mask needs its box ({', '.join(BOX_COLUMNS)})")
+        try: _rle_runs(df.at[i, "mask"], (2 ** 31, 2 ** 31))
+        except ValueError as e: raise ValueError(f"{where}: {e}") from None
 
 # %% ../nbs/11_annotations.ipynb #5c0a1e18
 SIIM_FINDING = "Pneumothorax"

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['log', 'RSNA_COLUMNS', 'NIH_NAMES', 'NIH_BOXED', 'NIH_BOX_HEADER', 'NIH_ENTRY_COLUMNS', 'GENERIC_COLUMNS',
-           'LAYOUT_WRITERS', 'LAYOUT_FINDINGS', 'LAYOUTS', 'LAYOUT_SOURCE', 'LAYOUT_MARKER', 'synthetic_images',
-           'one_reader', 'save_png', 'write_rsna', 'write_nih', 'write_siim', 'write_generic', 'write_coco',
-           'write_layout', 'make_synthetic_layout']
+           'LAYOUT_WRITERS', 'LAYOUT_FINDINGS', 'LAYOUTS', 'LAYOUT_SOURCE', 'LAYOUT_MARKER', 'LAYOUT_VERSION',
+           'synthetic_images', 'one_reader', 'save_png', 'write_rsna', 'write_nih', 'write_siim', 'lesion_codes',
+           'write_generic', 'write_coco', 'write_layout', 'make_synthetic_layout']
 
 # %% ../nbs/15_layouts.ipynb #1a5e0003
 import fcntl, json, logging, shutil, uuid
@@ -124,14 +124,28 @@ def write_siim(dataset, out, finding: str = "Lung Opacity") -> Path:
     return out / "train-rle.csv"
 
 # %% ../nbs/15_layouts.ipynb #1a5e0018
-GENERIC_COLUMNS = ["path", "label", *BOX_COLUMNS, "rad_id", "split"]
+GENERIC_COLUMNS = ["path", "label", *BOX_COLUMNS, "rad_id", "split", "mask"]
+
+def lesion_codes(table: pd.DataFrame, dataset) -> list:
+    "Per row of a synthetic dataset's annotation table, the run-length code of the lesion its box surrounds ('' if no box)."
+    lesions = {}
+    for (image_id, finding, _), mask in sorted(lesion_masks(dataset).items()):
+        lesions.setdefault((image_id, finding), []).append(mask)
+    codes = []
+    for row in table.itertuples():
+        candidates = lesions.get((row.image_id, row.finding), [])
+        if pd.isna(row.x_min) or not candidates: codes.append(""); continue
+        x0, y0, x1, y1 = int(row.x_min), int(row.y_min), int(np.ceil(row.x_max)), int(np.ceil(row.y_max))
+        inside = [m[y0:y1, x0:x1].sum() / max(m.sum(), 1) for m in candidates]
+        codes.append(rle_encode(candidates[int(np.argmax(inside))]))
+    return codes
 
 def write_generic(dataset, out, bits: int = 16) -> Path:
     "The synthetic dataset at `dataset` as a generic CSV in `out` (`bits`-bit PNGs); returns its `labels.csv`."
     out = Path(out)
     table, pixels = synthetic_images(dataset)
     for i, image in pixels.items(): save_png(image, out / "images" / f"{i}.png", bits)
-    labels = table.assign(path="images/" + table.image_id + ".png", label=table.finding)
+    labels = table.assign(path="images/" + table.image_id + ".png", label=table.finding, mask=lesion_codes(table, dataset))
     labels[GENERIC_COLUMNS].to_csv(out / "labels.csv", index=False)
     return out / "labels.csv"
 
@@ -167,6 +181,7 @@ def write_layout(dataset, layout: str, out) -> Path:
 # %% ../nbs/15_layouts.ipynb #1a5e0021
 LAYOUTS = ("vindr", *LAYOUT_WRITERS)
 LAYOUT_SOURCE, LAYOUT_MARKER = "synthetic", "layout.json"   # inside a layout's folder: its VinDr-layout source, what it holds
+LAYOUT_VERSION = 2               # bumped whenever a writer writes other files (2: the generic CSV's masks)
 
 def _clear_layout(out_dir: Path):
     "Remove a layout written before from `out_dir` (its source and locks kept); an error for a folder that is not one."
@@ -186,10 +201,11 @@ def make_synthetic_layout(out_dir, layout: str = "vindr", progress: bool = True,
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = out_dir / LAYOUT_MARKER
         held = json.loads(marker.read_text()) if marker.exists() else {}
-        if held.get("layout") == layout and held.get("synthetic") == {**params, "progress": None}:
+        wanted = {"layout": layout, "synthetic": {**params, "progress": None}, "version": LAYOUT_VERSION}
+        if all(held.get(k) == v for k, v in wanted.items()):
             return out_dir / held["file"]
         _clear_layout(out_dir)
         source = make_synthetic_dataset(out_dir / LAYOUT_SOURCE, progress=progress, **params)
         path = write_layout(source, layout, out_dir)
-        marker.write_text(json.dumps({"layout": layout, "synthetic": {**params, "progress": None}, "file": path.name}))
+        marker.write_text(json.dumps({**wanted, "file": path.name}))
     return path

@@ -39,7 +39,7 @@ def list_profiles() -> pd.DataFrame:
 
 # %% ../nbs/24_profiles.ipynb #a24f0008
 PROFILE_KEYS = ("name", "data", "synthetic", "worlds", "cache_dir", "runs", "diseases", "formulations", "guidance",
-                "attributions", "alphas", "seeds", "bce_per_alpha", "train", "slurm", "report")
+                "attributions", "supervisions", "alphas", "seeds", "bce_per_alpha", "train", "slurm", "report")
 SLURM_OPTIONS = ("partition", "time_min", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism",
                  "max_requeues", "signal_delay_s")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -70,6 +70,7 @@ def load_profile(name, overrides=()) -> dict:
     if unknown: raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}; valid: {', '.join(PROFILE_KEYS)}")
     profile = {"name": path.stem, "synthetic": None, "worlds": [], "cache_dir": "data/cache", "runs": f"runs/{path.stem}",
                "formulations": list(FORMULATIONS), "guidance": ["topk"], "attributions": ["gradcam"],
+               "supervisions": ["boxes"],
                "alphas": [.25, .5, .75, 1.], "seeds": [0], "bce_per_alpha": False, "train": {}, "slurm": {},
                "report": [], **profile}
     for o in overrides: apply_override(profile, o)
@@ -121,10 +122,12 @@ def expand(profile: dict, base_dir=".") -> list:
             for seed in profile["seeds"]:
                 for formulation in profile["formulations"]:
                     alphas = [0.] if formulation == "bce" and not profile["bce_per_alpha"] else profile["alphas"]
-                    methods = [("topk", "gradcam")] if formulation == "bce" else \
-                        [(g, a) for g in profile["guidance"] for a in profile["attributions"]]
-                    for (guidance, attribution), alpha in ((m, a) for m in methods for a in alphas):
-                        config = TrainConfig(**{**common, "guidance": guidance, "attribution": attribution},
+                    methods = [("topk", "gradcam", "boxes")] if formulation == "bce" else \
+                        [(g, a, s) for g in profile["guidance"] for a in profile["attributions"]
+                         for s in profile["supervisions"]]
+                    for (guidance, attribution, supervision), alpha in ((m, a) for m in methods for a in alphas):
+                        config = TrainConfig(**{**common, "guidance": guidance, "attribution": attribution,
+                                                "supervision": supervision},
                                              disease=disease, formulation=formulation, alpha=float(alpha), seed=int(seed))
                         cid = cell_id(config, data)
                         cells.append(Cell(f"{world}/{cid}" if world else cid, config))

@@ -25,8 +25,8 @@ from .losses import GUIDANCE_LOSSES, LOSS_MODES, guidance_loss
 from .attribution import ATTRIBUTIONS, RANDOMISED_PARTS, attribution_map, forward_taps, randomised_copy
 from .annotations import make_task, read_annotations
 from .cache import build_cache, library_versions
-from .dataset import XrayDataset, boxes_masks, collate, to_network_input
-from .evaluation import evaluate, summarize
+from .dataset import REGIONS, XrayDataset, boxes_masks, collate, to_network_input
+from .evaluation import GRID_METRICS, MASK_READING, evaluate, summarize
 from .model import build_model, feature_map_size
 from .runs import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, HEATMAPS_FILE, HISTORY_FILE,
                               MACHINERY, PER_SAMPLE_FILE, PREVIOUS_CHECKPOINT_FILE, STOP_FILE,
@@ -62,6 +62,7 @@ class TrainConfig:
     loss_mode: str = "soft"
     guidance: str = "topk"                # one of GUIDANCE_LOSSES: the paper's top-k box loss, or the field's
     attribution: str = "gradcam"          # one of ATTRIBUTIONS: the map the loss shapes (and the own reading)
+    supervision: str = "boxes"            # one of REGIONS: the loss's target is the boxes, or the pixel masks
     select: str = "best_val_accuracy"     # or "last"
     eval_score: str = "logit_alg"
     tau: float = .01
@@ -79,6 +80,7 @@ class TrainConfig:
                   (self.loss_mode in LOSS_MODES, f"loss_mode must be one of {LOSS_MODES}"),
                   (self.guidance in GUIDANCE_LOSSES, f"guidance must be one of {', '.join(GUIDANCE_LOSSES)}"),
                   (self.attribution in ATTRIBUTIONS, f"attribution must be one of {', '.join(ATTRIBUTIONS)}"),
+                  (self.supervision in REGIONS, f"supervision must be one of {', '.join(REGIONS)}"),
                   (self.select in ("best_val_accuracy", "last"), "select must be 'best_val_accuracy' or 'last'"),
                   (self.eval_score in SCORES, f"eval_score must be one of {', '.join(SCORES)}"),
                   (0 < self.k <= 1, "k must be in (0, 1]"),
@@ -89,7 +91,7 @@ class TrainConfig:
     @property
     def explains(self) -> bool: return self.formulation != "bce" and self.alpha > 0
 
-ADDED_FIELDS = {"guidance": "topk", "attribution": "gradcam"}   # added after runs were saved: absent means this value
+ADDED_FIELDS = {"guidance": "topk", "attribution": "gradcam", "supervision": "boxes"}   # absent from old runs: this
 
 # %% ../nbs/22_train.ipynb #6ebe1a24
 def loss_terms(model, x, y, masks, formulation: str, alpha: float, k: float = .5, mode: str = "soft", features_fn=None,
@@ -159,7 +161,13 @@ def run_data(config: TrainConfig):
                      negatives=config.negatives, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     grid = feature_map_size(config.arch, config.image_size)
     splits = {s: XrayDataset(cache, task, s, heatmap_hw=grid, augment=config.augment and s == "train", seed=config.seed,
-                             uint8=True) for s in ("train", "val", "test")}
+                             uint8=True, region=config.supervision if s != "test" else "boxes")
+              for s in ("train", "val", "test")}
+    if config.supervision == "masks":                        # a map on another grid gets its mask from the runs
+        splits["train"] = splits["train"].with_regions_as_boxes()
+    if "mask" in task.boxes:
+        splits["test_masks"] = XrayDataset(cache, task, "test", heatmap_hw=grid, uint8=True,
+                                           region="masks").with_regions_as_boxes()
     empty = [s for s, ds in splits.items() if len(ds) == 0]
     if empty: raise ValueError(f"task {task.disease!r} has no images in split(s) {empty}:\n{task.counts()}")
     return task, cache, splits
@@ -339,12 +347,19 @@ def _test(run_dir: Path, model, splits, cache, config, device) -> dict:
     randomised = {part: randomised_copy(model, part) for part in RANDOMISED_PARTS}
     table, kept = evaluate(model, loader, device, scores, config.k, config.tau, amp, keep=set(panel),
                            randomised=randomised)
+    on_masks = {f"{name}_{MASK_READING}": score for name, score in scores.items()} if "test_masks" in splits else {}
+    if on_masks:
+        masks_loader = torch.utils.data.DataLoader(splits["test_masks"], batch_size=config.batch_size, collate_fn=collate)
+        scored, _ = evaluate(model, masks_loader, device, on_masks, config.k, config.tau, amp, metrics=GRID_METRICS)
+        table = table.merge(scored[["image_id", *(f"{n}_{m}" for n in on_masks for m in GRID_METRICS)]], on="image_id",
+                            how="left")
     atomic_write(run_dir / PER_SAMPLE_FILE, lambda p: table.to_csv(p, index=False))
     arrays = _panel(test_set, table, kept, panel, cache, scores)
     def save(p):
         with open(p, "wb") as f: np.savez_compressed(f, **arrays)
     atomic_write(run_dir / HEATMAPS_FILE, save)
-    return summarize(table, list(scores))
+    return summarize(table, list(scores)) | {k: v for k, v in summarize(table, list(on_masks), GRID_METRICS).items()
+                                             if k.startswith(tuple(on_masks))}
 
 # %% ../nbs/22_train.ipynb #c5839197
 def _start(config: TrainConfig, run_dir: Path, device) -> tuple:
