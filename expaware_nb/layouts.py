@@ -28,10 +28,12 @@ log = logging.getLogger("expaware_nb.layouts")
 def synthetic_images(dataset) -> tuple:
     "A synthetic dataset's annotation table, restricted to its readable images, and `{image_id: pixels}` (float, [0, 1])."
     table = read_annotations(dataset)
-    pixels = {}
+    pixels, unreadable = {}, []
     for image_id, path in table.drop_duplicates("image_id")[["image_id", "path"]].itertuples(index=False):
         try: pixels[image_id] = read_xray(path, quirks=[])          # the synthetic files' known defects: no warning
-        except XrayReadError as e: log.info("left out of the layout: %s", e)
+        except XrayReadError as e: unreadable.append(str(e))
+    if unreadable: log.info("left out of the layout: %d damaged synthetic file(s) (the generator's deliberate defects), "
+                            "e.g. %s", len(unreadable), unreadable[0])
     return table[table.image_id.isin(pixels)].reset_index(drop=True), pixels
 
 def one_reader(table: pd.DataFrame) -> pd.DataFrame:

@@ -92,9 +92,9 @@ def load_results(runs_dir, score: str = READING["score"], top_k_rule: str = READ
     reading = check_reading(score, top_k_rule, protocol)
     table = collect_runs(runs_dir)
     if table.empty: raise FileNotFoundError(f"no finished run under {runs_dir}")
-    other = (table.guidance != "topk") | (table.attribution != "gradcam")
+    other = (table.guidance != "topk") | (table.attribution != "gradcam") | (table.supervision != "boxes")
     if paper_only and other.any():
-        warnings.warn(f"{runs_dir}: {other.sum()} runs with another guidance loss or attribution left out "
+        warnings.warn(f"{runs_dir}: {other.sum()} runs with another guidance loss, attribution or supervision left out "
                       f"(the paper's analyses read the paper's method)", stacklevel=2)
         table = table[~other].reset_index(drop=True)
     table = _select_protocol(_select_reading(table, score, top_k_rule), protocol)

@@ -126,7 +126,7 @@ def load_run(run_dir) -> Run:
 
 # %% ../nbs/21_runs.ipynb #2f03d654
 MACHINERY = ("device", "num_workers", "cache_dir", "compile", "amp")   # fields that do not change a run's results
-METHOD_FIELDS = ("formulation", "alpha", "guidance", "attribution", "loss_mode")   # what differs inside a draw
+METHOD_FIELDS = ("formulation", "alpha", "guidance", "attribution", "supervision", "loss_mode")   # what differs inside a draw
 RECORDED = ("device_used", "cache", "task_counts", "git_commit", "versions")   # what training notes of where it ran
 
 def training_draw(config: dict) -> str:
@@ -149,6 +149,7 @@ def collect_runs(runs_dir) -> pd.DataFrame:
         checkpoint = metrics.pop("checkpoint", {})
         rows.append({"id": run_dir.name, "disease": config["disease"], "formulation": config["formulation"],
                      "guidance": config.get("guidance", "topk"), "attribution": config.get("attribution", "gradcam"),
+                     "supervision": config.get("supervision", "boxes"),
                      "alpha": config["alpha"], "seed": config["seed"], "unit": training_draw(config), **metrics,
                      "checkpoint_epoch": checkpoint.get("epoch"), "path": str(run_dir)})
     table = pd.DataFrame(rows)

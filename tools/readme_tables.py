@@ -11,6 +11,8 @@ text -->`) holds the table (or paragraph) NAME, generated from the saved outputs
     reproducibility       one cell trained again (bench/results/reproducibility.json, bench/reproducibility.py)
     guidance_protocols    EPG and IoU of the guidance profile's runs under the grid and Model-Guidance protocols
                           (docs/readme/guidance_protocols.csv, from the guidance report: `--guidance FIGURES`)
+    mask_supervision      box against mask supervision over the masks profile's training draws (results/masks,
+                          shipped by tools/ship_masks.py), and the sentence that reads it (mask_reading)
 
     python tools/readme_tables.py            # rewrite the blocks of README.md
     python tools/readme_tables.py --check    # exit 1 if README.md differs from what the outputs give
@@ -24,13 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from expaware_nb.beyond import cue_robustness
+from expaware_nb.beyond import SUPERVISION_METRICS, SUPERVISION_PRIMARY, cue_robustness, supervision_comparison
 from expaware_nb.calibration import calibration_table
 from expaware_nb.claims import claims_table
 from expaware_nb.results import load_results, to_markdown
+from expaware_nb.runs import collect_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICATION = ROOT / "results" / "replication"
+MASKS = ROOT / "results" / "masks"
 WORLDS = ("shortcut", "clean")
 BLOCK = re.compile(r"(<!-- (?:table|text): (\S+) -->\n)(.*?)(<!-- end (?:table|text) -->)", re.S)
 FIGURES = {"fig3_heatmaps.png": "fig3_heatmaps", "fig4b_explanation_per_alpha.png": "fig4b_explanation_per_alpha",
@@ -120,11 +124,40 @@ def guidance_protocols() -> str:
                                  "for every model).\n")
 
 
+@lru_cache
+def masks_comparison() -> pd.DataFrame:
+    return supervision_comparison(collect_runs(MASKS))
+
+
+def mask_supervision() -> str:
+    "Box against mask supervision: medians per arm, the paired difference over draws, its tests."
+    table = masks_comparison().rename(columns={"bce": "BCE", "boxes": "LD-Sqr, boxes", "masks": "LD-Sqr, masks",
+                                               "difference": "masks - boxes (HL)"})
+    return to_markdown(table) + ("\nn: training draws (seeds) with both arms; medians over draws; HL: Hodges-Lehmann "
+                                 "estimate of the paired difference; p: exact one-sided signed-rank tests.\n")
+
+
+def mask_reading() -> str:
+    "The comparison in words, from the same table."
+    t = masks_comparison().set_index("metric")
+    primary, accuracy = t.loc[SUPERVISION_METRICS[SUPERVISION_PRIMARY]], t.loc[SUPERVISION_METRICS["accuracy"]]
+    iou = t.loc[SUPERVISION_METRICS["common_mask_iou"]]
+    return (f"Over {primary.n} training draws, mask supervision put more of the Grad-CAM heat on the true lesion than "
+            f"box supervision (median {primary.boxes:.3f} with boxes, {primary.masks:.3f} with masks; paired difference "
+            f"{primary['difference']:+.3f}, higher in {primary.masks_higher} draws, one-sided p = "
+            f"{primary.p_masks_higher:.3f}: {primary.verdict}). Its thresholded map's IoU with the lesion moved by "
+            f"{iou['difference']:+.3f} (p = {min(iou.p_masks_higher, iou.p_masks_lower):.3f}, the smaller one-sided "
+            f"p), and test accuracy by {accuracy['difference']:+.3f} (median {accuracy.boxes:.3f} with boxes, "
+            f"{accuracy.masks:.3f} with masks; {accuracy.verdict}). BCE, for scale: {primary.bce:.3f} of its heat on "
+            f"the lesion.\n")
+
+
 def filled(readme: str) -> str:
     "The README with every table block replaced by its generated table."
     generators = {"replication_claims": replication_claims, "replication_reading": replication_reading,
                   "replication_findings": replication_findings, "calibration": calibration,
-                  "reproducibility": reproducibility, "guidance_protocols": guidance_protocols}
+                  "reproducibility": reproducibility, "guidance_protocols": guidance_protocols,
+                  "mask_supervision": mask_supervision, "mask_reading": mask_reading}
     def table(m):
         if m.group(2) not in generators: raise KeyError(f"README.md: no generator for the table {m.group(2)!r}")
         return m.group(1) + generators[m.group(2)]() + m.group(4)
