@@ -7,14 +7,11 @@ the environment and the sweep's wall time.
 
     python tools/ship_masks.py runs/masks --wall-seconds 480 [--out results/masks]
 """
-import argparse, platform, shutil, subprocess, sys, time
+import argparse, shutil, sys
 from pathlib import Path
 
-import torch
-
-from expaware_nb.runs import collect_runs, write_json
-from expaware_nb.synth import SYNTHETIC_VERSION
-from ship_replication import ROOT, ship_run
+from expaware_nb.runs import collect_runs
+from ship_replication import ROOT, ship_run, write_manifest
 
 BUDGET_MB = 5
 
@@ -29,12 +26,7 @@ def main() -> int:
     if table.empty: sys.exit(f"no finished run under {args.runs}")
     shutil.rmtree(args.out, ignore_errors=True)
     for r in table.itertuples(): ship_run(Path(r.path), args.out / r.id, panel=r.seed == 0, weights=False)
-    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    write_json(args.out / "MANIFEST.json", {
-        "runs": len(table), "synthetic_version": SYNTHETIC_VERSION, "code": git("describe", "--always", "--dirty"),
-        "torch": torch.__version__, "python": platform.python_version(),
-        "cores": len(__import__("os").sched_getaffinity(0)), "device": "cpu", "sweep_wall_seconds": args.wall_seconds,
-        "shipped": time.strftime("%Y-%m-%d")})
+    write_manifest(args.out, len(table), args.wall_seconds)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2 ** 20
     print(f"{len(table)} runs in {args.out}: {size:.1f} MB (budget {BUDGET_MB} MB)")
     return 0 if size <= BUDGET_MB else 1

@@ -53,6 +53,18 @@ def ship_world(runs: Path, out: Path) -> int:
     return len(table)
 
 
+def write_manifest(out: Path, runs, wall_seconds: float):
+    "MANIFEST.json of shipped outputs: how many runs, the code, the environment and the sweep's wall time."
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    write_json(out / "MANIFEST.json", {
+        "runs": runs, "synthetic_version": SYNTHETIC_VERSION, "code": git("describe", "--always", "--dirty"),
+        "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
+        "cores": len(__import__("os").sched_getaffinity(0)), "device": "cpu", "sweep_wall_seconds": wall_seconds,
+        "shipped": time.strftime("%Y-%m-%d")})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, help="the finished replication runs folder (with its data at hand)")
@@ -64,14 +76,7 @@ def main() -> int:
     spread = reference_spread(load_results(args.out / "shortcut"))
     reference = ROOT / "expaware_nb" / "reference"; reference.mkdir(exist_ok=True)
     atomic_write(reference / "replication_shortcut_spread.csv", lambda p: spread.to_csv(p, index=False))
-    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    write_json(args.out / "MANIFEST.json", {
-        "runs": counts, "synthetic_version": SYNTHETIC_VERSION, "code": git("describe", "--always", "--dirty"),
-        "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
-        "cores": len(__import__("os").sched_getaffinity(0)), "device": "cpu", "sweep_wall_seconds": args.wall_seconds,
-        "shipped": time.strftime("%Y-%m-%d")})
+    write_manifest(args.out, counts, args.wall_seconds)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2 ** 20
     print(f"{sum(counts.values())} runs ({counts}) in {args.out}: {size:.1f} MB (budget {BUDGET_MB} MB)")
     return 0 if size <= BUDGET_MB else 1
